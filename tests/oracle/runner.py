@@ -50,9 +50,11 @@ def _install_torchvision_nms() -> None:
             removed[i + 1 :] |= iou > iou_threshold
         return order[torch.tensor(keep, dtype=torch.long)]
 
-    @torch.library.register_fake("torchvision::nms")
-    def _nms_fake(dets: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-        return dets.new_empty((0,), dtype=torch.long)
+    # Its fake-tensor (meta) registrations name C++ ops that do not exist here; they only
+    # matter for torch.compile, so an empty module stands in for them.
+    sys.modules["torchvision._meta_registrations"] = types.ModuleType(
+        "torchvision._meta_registrations"
+    )
 
 
 def _install_connected_components() -> None:

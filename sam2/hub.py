@@ -1,0 +1,73 @@
+"""Official checkpoints from the Hugging Face Hub (download, cache, offline use).
+
+``huggingface_hub`` does the work: its cache (``HF_HOME`` / ``cache_dir``), revisions and offline
+mode (``HF_HUB_OFFLINE=1``) behave as everywhere else. What we add is the mapping from model ids
+to files and an error that tells a user without network what to download and where to put it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+HF_MODEL_ID_TO_FILENAMES: dict[str, tuple[str, str]] = {
+    "facebook/sam2-hiera-tiny": ("configs/sam2/sam2_hiera_t.yaml", "sam2_hiera_tiny.pt"),
+    "facebook/sam2-hiera-small": ("configs/sam2/sam2_hiera_s.yaml", "sam2_hiera_small.pt"),
+    "facebook/sam2-hiera-base-plus": ("configs/sam2/sam2_hiera_b+.yaml", "sam2_hiera_base_plus.pt"),
+    "facebook/sam2-hiera-large": ("configs/sam2/sam2_hiera_l.yaml", "sam2_hiera_large.pt"),
+    "facebook/sam2.1-hiera-tiny": ("configs/sam2.1/sam2.1_hiera_t.yaml", "sam2.1_hiera_tiny.pt"),
+    "facebook/sam2.1-hiera-small": ("configs/sam2.1/sam2.1_hiera_s.yaml", "sam2.1_hiera_small.pt"),
+    "facebook/sam2.1-hiera-base-plus": (
+        "configs/sam2.1/sam2.1_hiera_b+.yaml",
+        "sam2.1_hiera_base_plus.pt",
+    ),
+    "facebook/sam2.1-hiera-large": ("configs/sam2.1/sam2.1_hiera_l.yaml", "sam2.1_hiera_large.pt"),
+}
+_DIRECT_URLS = {
+    "2.0": "https://dl.fbaipublicfiles.com/segment_anything_2/072824/",
+    "2.1": "https://dl.fbaipublicfiles.com/segment_anything_2/092824/",
+}
+
+
+class CheckpointDownloadError(RuntimeError):
+    """The checkpoint is neither in the cache nor downloadable right now."""
+
+
+def download_checkpoint(
+    model_id: str,
+    cache_dir: str | os.PathLike[str] | None = None,
+    revision: str | None = None,
+    local_files_only: bool | None = None,
+) -> tuple[str, str]:
+    """``(config name, local checkpoint path)`` for an official model id, downloading if needed."""
+    if model_id not in HF_MODEL_ID_TO_FILENAMES:
+        raise ValueError(
+            f"unknown model id {model_id!r}; known ids: {', '.join(HF_MODEL_ID_TO_FILENAMES)}"
+        )
+    config_name, filename = HF_MODEL_ID_TO_FILENAMES[model_id]
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.constants import HF_HUB_CACHE, HF_HUB_OFFLINE
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    offline = bool(local_files_only) or HF_HUB_OFFLINE
+    try:
+        path = hf_hub_download(
+            repo_id=model_id,
+            filename=filename,
+            cache_dir=Path(cache_dir) if cache_dir is not None else None,
+            revision=revision,
+            local_files_only=bool(local_files_only),
+        )
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+        version = "2.1" if "sam2.1" in model_id else "2.0"
+        cache = Path(cache_dir) if cache_dir is not None else Path(HF_HUB_CACHE)
+        reason = "offline mode is on and " if offline else ""
+        raise CheckpointDownloadError(
+            f"cannot get {filename} for {model_id}: {reason}it is not in the Hugging Face cache "
+            f"({cache}) and could not be downloaded ({type(exc).__name__}).\n"
+            f"Download it on a machine with network, e.g. `huggingface-cli download {model_id} "
+            f"{filename}` (then copy the cache folder models--{model_id.replace('/', '--')} to "
+            f"{cache}), or fetch {_DIRECT_URLS[version]}{filename} and load it with "
+            f"build_sam2('{config_name}', '<path>/{filename}')."
+        ) from exc
+    return config_name, str(path)

@@ -1,0 +1,272 @@
+"""Prompted segmentation of single images, with the reference predictor's API and results.
+
+Compute the image embedding once (``set_image``), then ask for masks as often as you like
+(``predict``): a click costs only the prompt encoder and the small mask decoder.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sam2.intensity import ContrastLimits
+from sam2.modeling.sam2_model import SAM2Model
+from sam2.postprocess import remove_small_regions
+from sam2.prompts import validate_box, validate_mask_input, validate_points
+from sam2.transforms import as_hwc_array, preprocess, to_model_coords, upsample_logits
+
+PredictOutput = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+class SAM2ImagePredictor:
+    """Masks from points, boxes and low-res mask prompts on an embedded image.
+
+    ``mask_threshold`` binarises logits; ``max_hole_area`` / ``max_sprinkle_area`` (pixels of
+    the low-res mask) fill small holes / remove small islands before upsampling, on any device.
+    """
+
+    def __init__(
+        self,
+        sam_model: SAM2Model,
+        mask_threshold: float = 0.0,
+        max_hole_area: float = 0.0,
+        max_sprinkle_area: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        self.model = sam_model
+        self.mask_threshold = mask_threshold
+        self.max_hole_area = max_hole_area
+        self.max_sprinkle_area = max_sprinkle_area
+        self.reset_predictor()
+
+    @classmethod
+    def from_pretrained(cls, model_id: str, **kwargs: Any) -> SAM2ImagePredictor:
+        """Predictor for an official model id, e.g. ``"facebook/sam2.1-hiera-tiny"``.
+
+        Keyword arguments go to :func:`sam2.build_sam.build_sam2_hf` (``device``, ``cache_dir``,
+        ``revision``, ``local_files_only``) and to the predictor (``max_hole_area``, ...).
+        """
+        from sam2.build_sam import build_sam2_hf
+
+        return cls(build_sam2_hf(model_id, **dict(kwargs)), **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def reset_predictor(self) -> None:
+        """Forget the current image(s) and their embeddings."""
+        self._is_image_set = False
+        self._is_batch = False
+        self._features: dict[str, Any] | None = None
+        self._orig_hw: list[tuple[int, int]] = []
+
+    # ------------------------------------------------------------------ embedding
+    @torch.inference_mode()
+    def set_image(self, image: Any, contrast_limits: ContrastLimits | None = None) -> None:
+        """Embed one image: HWC RGB, grayscale (H, W), any integer or float dtype, or PIL.
+
+        Intensities are scaled as described in :mod:`sam2.intensity` (uint8 as the reference,
+        16-bit with robust percentiles unless ``contrast_limits`` are given).
+        """
+        self.reset_predictor()
+        rgb = as_hwc_array(image)
+        self._embed([rgb], contrast_limits)
+
+    @torch.inference_mode()
+    def set_image_batch(
+        self, image_list: list[np.ndarray], contrast_limits: ContrastLimits | None = None
+    ) -> None:
+        """Embed several images at once, for :meth:`predict_batch`."""
+        if not isinstance(image_list, (list, tuple)) or not image_list:
+            raise ValueError("set_image_batch expects a non-empty list of HWC images")
+        self.reset_predictor()
+        self._embed([as_hwc_array(im) for im in image_list], contrast_limits)
+        self._is_batch = True
+
+    def _embed(self, images: list[np.ndarray], contrast_limits: ContrastLimits | None) -> None:
+        size = self.model.image_size
+        batch = torch.stack([preprocess(im, size, contrast_limits) for im in images])
+        batch = batch.to(device=self.device, dtype=self.model.dtype)
+        feats = self.model.encode_image(batch)
+        image_embed = feats.vision_features
+        if self.model.directly_add_no_mem_embed:
+            no_mem = self.model.no_mem_embed.reshape(1, -1, 1, 1)  # (1, C, 1, 1)
+            image_embed = image_embed + no_mem
+        self._features = {"image_embed": image_embed, "high_res_feats": feats.high_res_features}
+        self._orig_hw = [(int(im.shape[0]), int(im.shape[1])) for im in images]
+        self._is_image_set = True
+
+    def get_image_embedding(self) -> Tensor:
+        """(B, 256, S/16, S/16) embedding of the current image(s), no_mem_embed included."""
+        features = self._require_image()
+        return features["image_embed"]
+
+    def _require_image(self) -> dict[str, Any]:
+        if not self._is_image_set or self._features is None:
+            raise RuntimeError("no image is set: call set_image(image) before predicting")
+        return self._features
+
+    # ------------------------------------------------------------------ prompts
+    def predict(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+        normalize_coords: bool = True,
+    ) -> PredictOutput:
+        """Masks for the prompts on the current image.
+
+        ``point_coords`` (N, 2) (x, y) pixels with ``point_labels`` (N,) (1 fg, 0 bg), or a
+        batch (B, N, 2)/(B, N); ``box`` (4,) or (B, 4) as [x0, y0, x1, y1]; ``mask_input`` a
+        previous low-res output (1, S/4, S/4). Returns ``masks`` (C, H, W) float 0/1 (or
+        logits), ``iou_predictions`` (C,) and low-res logits (C, S/4, S/4); C is 3 with
+        ``multimask_output`` else 1, with a leading B for batched prompts.
+        """
+        self._require_image()
+        if self._is_batch:
+            raise RuntimeError("images were set with set_image_batch: use predict_batch")
+        return self._predict_numpy(
+            0,
+            point_coords,
+            point_labels,
+            box,
+            mask_input,
+            multimask_output,
+            return_logits,
+            normalize_coords,
+        )
+
+    def predict_batch(
+        self,
+        point_coords_batch: list[np.ndarray | None] | None = None,
+        point_labels_batch: list[np.ndarray | None] | None = None,
+        box_batch: list[np.ndarray | None] | None = None,
+        mask_input_batch: list[np.ndarray | None] | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+        normalize_coords: bool = True,
+    ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+        """:meth:`predict` for each image of :meth:`set_image_batch`, with its own prompts."""
+        self._require_image()
+        if not self._is_batch:
+            raise RuntimeError("predict_batch needs images set with set_image_batch")
+        n = len(self._orig_hw)
+
+        def pick(items: list[Any] | None, i: int) -> Any:
+            if items is not None and len(items) != n:
+                raise ValueError(f"got prompts for {len(items)} images, but {n} images are set")
+            return items[i] if items is not None else None
+
+        results = [
+            self._predict_numpy(
+                i,
+                pick(point_coords_batch, i),
+                pick(point_labels_batch, i),
+                pick(box_batch, i),
+                pick(mask_input_batch, i),
+                multimask_output,
+                return_logits,
+                normalize_coords,
+            )
+            for i in range(n)
+        ]
+        return [r[0] for r in results], [r[1] for r in results], [r[2] for r in results]
+
+    def _predict_numpy(
+        self,
+        img_idx: int,
+        point_coords: Any,
+        point_labels: Any,
+        box: Any,
+        mask_input: Any,
+        multimask_output: bool,
+        return_logits: bool,
+        normalize_coords: bool,
+    ) -> PredictOutput:
+        hw = self._orig_hw[img_idx]
+        size = self.model.image_size
+        coords = labels = boxes = masks_in = None
+        if point_coords is not None or point_labels is not None:
+            xy, lab = validate_points(point_coords, point_labels, hw, normalize_coords)
+            coords = to_model_coords(torch.from_numpy(xy), hw, size, normalize_coords)
+            labels = torch.from_numpy(lab)
+            if coords.ndim == 2:
+                coords, labels = coords[None], labels[None]
+        if box is not None:
+            checked = validate_box(box, hw, normalize_coords)
+            corners = torch.from_numpy(checked).reshape(-1, 2, 2)
+            boxes = to_model_coords(corners, hw, size, normalize_coords)  # (B, 2, 2)
+        if mask_input is not None:
+            masks_in = torch.from_numpy(validate_mask_input(mask_input, size // 4))
+        masks, ious, low_res = self._predict(
+            coords, labels, boxes, masks_in, multimask_output, return_logits, img_idx
+        )
+        return (
+            masks.squeeze(0).float().cpu().numpy(),
+            ious.squeeze(0).float().cpu().numpy(),
+            low_res.squeeze(0).float().cpu().numpy(),
+        )
+
+    @torch.inference_mode()
+    def _predict(
+        self,
+        point_coords: Tensor | None,
+        point_labels: Tensor | None,
+        boxes: Tensor | None = None,
+        mask_input: Tensor | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+        img_idx: int = -1,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Tensor-level predict on model-frame prompts (used by the automatic mask generator).
+
+        Points (B, N, 2) and labels (B, N); boxes (B, 4) or (B, 2, 2), placed before the clicks
+        as two corner points labelled 2 and 3; mask_input (B, 1, S/4, S/4). Returns
+        masks (B, C, H, W), IoUs (B, C), low-res logits (B, C, S/4, S/4) clamped to ±32.
+        """
+        features = self._require_image()
+        device = self.device
+        points: tuple[Tensor, Tensor] | None = None
+        if point_coords is not None and point_labels is not None:
+            points = (point_coords.to(device).float(), point_labels.to(device).int())
+        if boxes is not None:
+            corners = boxes.reshape(-1, 2, 2).to(device).float()
+            corner_labels = torch.tensor([[2, 3]], dtype=torch.int, device=device)
+            corner_labels = corner_labels.repeat(corners.shape[0], 1)
+            if points is not None:
+                points = (
+                    torch.cat([corners, points[0]], 1),
+                    torch.cat([corner_labels, points[1]], 1),
+                )
+            else:
+                points = (corners, corner_labels)
+        dtype = self.model.dtype
+        if mask_input is not None:
+            mask_input = mask_input.to(device=device, dtype=dtype)
+        sparse, dense = self.model.sam_prompt_encoder(points=points, boxes=None, masks=mask_input)
+        repeat = points is not None and points[0].shape[0] > 1
+        level = slice(img_idx, img_idx + 1) if img_idx != -1 else slice(-1, None)
+        low_res, ious, _, _ = self.model.sam_mask_decoder(
+            image_embeddings=features["image_embed"][level],
+            image_pe=self.model.sam_prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse.to(dtype),
+            dense_prompt_embeddings=dense.to(dtype),
+            multimask_output=multimask_output,
+            repeat_image=repeat,
+            high_res_features=[f[level] for f in features["high_res_feats"]],
+        )
+        low_res = low_res.float()
+        processed = remove_small_regions(
+            low_res, self.max_hole_area, self.max_sprinkle_area, self.mask_threshold
+        )
+        masks = upsample_logits(processed, self._orig_hw[img_idx])
+        if not return_logits:
+            masks = masks > self.mask_threshold
+        return masks, ious.float(), torch.clamp(low_res, -32.0, 32.0)

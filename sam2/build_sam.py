@@ -11,7 +11,7 @@ import logging
 import os
 import warnings
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
@@ -30,16 +30,27 @@ from sam2.modeling.prompt_encoder import PromptEncoder
 from sam2.modeling.sam2_model import SAM2Model
 from sam2.modeling.two_way_transformer import TwoWayTransformer
 
+if TYPE_CHECKING:
+    from sam2.sam2_video_predictor import SAM2VideoPredictor
+
 __all__ = [
     "HF_MODEL_ID_TO_FILENAMES",
     "build_model",
     "build_sam2",
     "build_sam2_hf",
+    "build_sam2_video_predictor",
+    "build_sam2_video_predictor_hf",
     "select_device",
 ]
 
 logger = logging.getLogger(__name__)
 _DECODER_POSTPROCESSING = {"dynamic_multimask_via_stability": True}
+_VIDEO_OPTIONS = (
+    "fill_hole_area",
+    "non_overlap_masks",
+    "clear_non_cond_mem_around_input",
+    "add_all_frames_to_correct_as_cond",
+)
 
 
 def select_device(device: str | torch.device | None = None) -> torch.device:
@@ -158,8 +169,7 @@ def _configure(
 ) -> tuple[SAM2Config, dict[str, Any]]:
     """Resolve the config and split overrides into model fields and everything else."""
     config = resolve_config(config_file)
-    overrides = parse_overrides(hydra_overrides_extra)
-    overrides.update(extra or {})
+    overrides = {**(extra or {}), **parse_overrides(hydra_overrides_extra)}
     if apply_postprocessing:
         overrides = {**_DECODER_POSTPROCESSING, **overrides}
     fields = set(config.__dataclass_fields__)
@@ -208,6 +218,46 @@ def build_sam2(
     model = build_model(config)
     _finish(model, ckpt_path, config, device, mode)
     return model
+
+
+def build_sam2_video_predictor(
+    config_file: str | SAM2Config,
+    ckpt_path: str | os.PathLike[str] | None = None,
+    device: str | torch.device | None = None,
+    mode: Literal["eval", "train"] = "eval",
+    hydra_overrides_extra: Iterable[str] = (),
+    apply_postprocessing: bool = True,
+    vos_optimized: bool = False,
+    **kwargs: Any,
+) -> SAM2VideoPredictor:
+    """SAM 2 video predictor. With post-processing (the default, as in the reference), masks
+    from clicks are binarised before memory encoding and holes up to 8 pixels are filled.
+
+    Overrides may also set the predictor's options (``fill_hole_area``, ``non_overlap_masks``,
+    ``add_all_frames_to_correct_as_cond``, ``clear_non_cond_mem_around_input``).
+    """
+    from sam2.sam2_video_predictor import SAM2VideoPredictor
+
+    extra: dict[str, Any] = {}
+    if apply_postprocessing:
+        extra = {"binarize_mask_from_pts_for_mem_enc": True, "fill_hole_area": 8}
+    if vos_optimized:
+        extra["compile_image_encoder"] = True
+    config, options = _configure(config_file, hydra_overrides_extra, apply_postprocessing, extra)
+    unknown = set(options) - set(_VIDEO_OPTIONS)
+    if unknown:
+        raise ValueError(
+            f"override(s) {sorted(unknown)} are neither model fields nor video options"
+        )
+    model = build_model(config)
+    _finish(model, ckpt_path, config, device, mode)
+    return SAM2VideoPredictor(model, **options)
+
+
+def build_sam2_video_predictor_hf(model_id: str, **kwargs: Any) -> SAM2VideoPredictor:
+    """Video predictor from an official checkpoint on the Hugging Face Hub."""
+    config_name, ckpt_path = download_checkpoint(model_id, **_hub_kwargs(kwargs))
+    return build_sam2_video_predictor(config_name, ckpt_path=ckpt_path, **kwargs)
 
 
 def build_sam2_hf(model_id: str, **kwargs: Any) -> SAM2Model:

@@ -71,3 +71,13 @@ def remove_small_regions(
         sprinkles = ((labels > 0) & (areas <= max_sprinkle_area)).reshape_as(logits)
         out = torch.where(sprinkles, torch.as_tensor(threshold - 10.0, dtype=logits.dtype), out)
     return out
+
+
+def apply_non_overlapping_constraints(masks: Tensor) -> Tensor:
+    """(N, 1, H, W) logits of N objects: where an object is not the highest-scoring one, its
+    logit is lowered to at most -10, so every pixel belongs to one object at most."""
+    if masks.shape[0] <= 1:
+        return masks
+    winner = torch.argmax(masks, dim=0, keepdim=True)  # (1, 1, H, W)
+    index = torch.arange(masks.shape[0], device=masks.device)[:, None, None, None]
+    return torch.where(winner == index, masks, torch.clamp(masks, max=-10.0))

@@ -1,0 +1,1 @@
+"""Video tracking internals: per-object memory banks, the typed session, the tracking step."""

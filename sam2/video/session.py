@@ -1,0 +1,101 @@
+"""The typed state of one video: its frames, its objects, their prompts and memories."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from sam2.modeling.sam2_model import ImageFeatures
+from sam2.video.memory import FrameOutput, MemoryBank
+
+
+class FrameSource(Protocol):
+    """Frames of a stack as model input, read on demand (see :mod:`sam2.frames`)."""
+
+    def __len__(self) -> int: ...
+
+    @property
+    def orig_hw(self) -> tuple[int, int]: ...
+
+    def get(self, index: int) -> Tensor:  # (3, S, S) normalised float32
+        ...
+
+
+@dataclass
+class PointPrompt:
+    coords: Tensor  # (1, P, 2) model-input pixels (x, y)
+    labels: Tensor  # (1, P) int32
+
+
+@dataclass
+class ObjectState:
+    """One tracked object: prompts per frame, pending (not yet memorised) outputs, memory."""
+
+    obj_id: Hashable
+    points: dict[int, PointPrompt] = field(default_factory=dict)
+    masks: dict[int, Tensor] = field(default_factory=dict)  # (1, 1, S, S) binary prompts
+    pending: dict[int, tuple[FrameOutput, bool]] = field(default_factory=dict)  # (out, is_cond)
+    bank: MemoryBank = field(default_factory=MemoryBank)
+    tracked: dict[int, bool] = field(default_factory=dict)  # frame -> tracked in reverse
+
+    def output_on(self, frame_idx: int, prefer_cond: bool | None = None) -> FrameOutput | None:
+        """The newest output on a frame: pending first, then memorised."""
+        if frame_idx in self.pending:
+            out, is_cond = self.pending[frame_idx]
+            if prefer_cond is None or prefer_cond == is_cond:
+                return out
+        return self.bank.get(frame_idx)
+
+    def clear(self) -> None:
+        self.points.clear()
+        self.masks.clear()
+        self.pending.clear()
+        self.bank.clear()
+        self.tracked.clear()
+
+
+@dataclass
+class VideoSession:
+    """What ``init_state`` returns: everything the predictor knows about one video."""
+
+    frames: FrameSource
+    device: torch.device
+    keep_history: bool = False
+    objects: OrderedDict[Hashable, ObjectState] = field(default_factory=OrderedDict)
+    maskmem_pos_enc: Tensor | None = None  # (1, 64, h', w'), the same for every memory
+    _cached: tuple[int, ImageFeatures] | None = None
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frames)
+
+    @property
+    def video_height(self) -> int:
+        return self.frames.orig_hw[0]
+
+    @property
+    def video_width(self) -> int:
+        return self.frames.orig_hw[1]
+
+    @property
+    def obj_ids(self) -> list[Hashable]:
+        return list(self.objects)
+
+    def object(self, obj_id: Hashable, create: bool = False) -> ObjectState:
+        if obj_id not in self.objects:
+            if not create:
+                raise KeyError(f"unknown object id {obj_id!r}; known ids: {self.obj_ids}")
+            self.objects[obj_id] = ObjectState(obj_id)
+        return self.objects[obj_id]
+
+    def check_frame(self, frame_idx: int) -> int:
+        if not 0 <= int(frame_idx) < self.num_frames:
+            raise IndexError(
+                f"frame index {frame_idx} is out of range for a video of {self.num_frames} frames"
+            )
+        return int(frame_idx)

@@ -151,8 +151,8 @@ class MemoryBank:
         pointers for the last ``max_obj_ptrs_in_encoder - 1`` frames; low-res masks of tracked
         frames are dropped unless ``keep_masks`` (the caller already has them).
         """
-        reach_mem = (rules.num_maskmem + 1) * rules.memory_temporal_stride
-        reach_ptr = rules.max_obj_ptrs_in_encoder
+        reach_mem = rules.num_maskmem * rules.memory_temporal_stride  # next frame: ≤ 5 strides back
+        reach_ptr = rules.max_obj_ptrs_in_encoder - 1  # next frame: pointers 1..15 frames back
         for t in list(self.tracked):
             behind = (t - frame_idx) if reverse else (frame_idx - t)
             out = self.tracked[t]

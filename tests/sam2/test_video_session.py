@@ -1,0 +1,159 @@
+"""Video predictor behaviour that needs no oracle: memory retention, arrays, cancel, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_sam2.synthetic import make_timelapse
+from sam2.build_sam import build_sam2_video_predictor
+from sam2.sam2_video_predictor import SAM2VideoPredictor
+
+
+@pytest.fixture(scope="module")
+def predictor() -> SAM2VideoPredictor:
+    """Random-weight tiny model at input size 256."""
+    torch.manual_seed(0)
+    return build_sam2_video_predictor(
+        "tiny", device="cpu", hydra_overrides_extra=["++model.image_size=256"]
+    )
+
+
+@pytest.fixture(scope="module")
+def stack() -> np.ndarray:
+    """A 40-frame 16-bit time-lapse (T, Y, X)."""
+    return make_timelapse(n_frames=40, shape=(64, 80), n_cells=3, division_frames=(), seed=1).image
+
+
+def _click(predictor: SAM2VideoPredictor, state: object, obj_id: int = 1, frame: int = 0) -> None:
+    predictor.add_new_points_or_box(state, frame, obj_id, points=[[40, 30]], labels=[1])  # type: ignore[arg-type]
+
+
+def test_streaming_memory_stays_bounded(predictor: SAM2VideoPredictor, stack: np.ndarray) -> None:
+    """After 40 tracked frames an object keeps ≤ 15 tracked outputs, ≤ 7 memories, 1 mask."""
+    state = predictor.init_state(stack)
+    _click(predictor, state)
+    _click(predictor, state, obj_id=2, frame=0)
+    frames = [f for f, _, _ in predictor.propagate_in_video(state)]
+    assert frames == list(range(40))
+    for obj in state.objects.values():
+        tracked = obj.bank.tracked
+        assert len(tracked) <= 15
+        assert sum(o.maskmem_features is not None for o in tracked.values()) <= 7
+        assert sum(o.pred_masks is not None for o in tracked.values()) == 1
+        assert set(obj.bank.conditioning) == {0}
+
+
+def test_keep_history_keeps_everything(predictor: SAM2VideoPredictor, stack: np.ndarray) -> None:
+    """keep_history=True keeps every frame's output, as the reference does."""
+    state = predictor.init_state(stack, keep_history=True)
+    _click(predictor, state)
+    list(predictor.propagate_in_video(state, max_frame_num_to_track=20))
+    assert len(state.objects[1].bank.tracked) == 20
+
+
+def test_streaming_equals_keep_history_in_one_pass(
+    predictor: SAM2VideoPredictor, stack: np.ndarray
+) -> None:
+    """Eviction only drops what can no longer be selected: a single pass gives identical masks."""
+    results = []
+    for keep in (False, True):
+        state = predictor.init_state(stack, keep_history=keep)
+        _click(predictor, state)
+        results.append([m.clone() for _, _, m in predictor.propagate_in_video(state)])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_cancel_and_resume(predictor: SAM2VideoPredictor, stack: np.ndarray) -> None:
+    """Stopping the iteration keeps the frames done; resuming gives the uninterrupted result."""
+    state = predictor.init_state(stack)
+    _click(predictor, state)
+    full = {
+        f: m.clone() for f, _, m in predictor.propagate_in_video(state, max_frame_num_to_track=15)
+    }
+    state = predictor.init_state(stack)
+    _click(predictor, state)
+    partial = {}
+    for f, _, m in predictor.propagate_in_video(state, max_frame_num_to_track=15):
+        partial[f] = m.clone()
+        if f == 6:
+            break  # the user pressed stop
+    assert sorted(partial) == list(range(7)) and 6 in state.objects[1].tracked
+    for f, _, m in predictor.propagate_in_video(state, start_frame_idx=7, max_frame_num_to_track=8):
+        partial[f] = m.clone()
+    assert sorted(partial) == sorted(full)
+    for f in full:
+        torch.testing.assert_close(partial[f], full[f], atol=0, rtol=0)
+
+
+def test_array_sources_any_dtype(predictor: SAM2VideoPredictor) -> None:
+    """uint8, uint16 and float stacks, grayscale or RGB, give (N, 1, H, W) logits per frame."""
+    rng = np.random.default_rng(0)
+    for video in (
+        (rng.random((5, 30, 40)) * 255).astype(np.uint8),
+        (rng.random((5, 30, 40)) * 4000).astype(np.uint16),
+        rng.random((5, 30, 40, 3)).astype(np.float32),
+    ):
+        state = predictor.init_state(video)
+        predictor.add_new_points_or_box(state, 2, "cell", points=[[20, 15]], labels=[1])
+        out = list(predictor.propagate_in_video(state))
+        assert [f for f, _, _ in out] == [2, 3, 4]
+        assert out[0][1] == ["cell"] and out[0][2].shape == (1, 1, 30, 40)
+
+
+BAD_CALLS = [
+    (
+        lambda p, s: p.add_new_points_or_box(s, 99, 1, points=[[1, 1]], labels=[1]),
+        IndexError,
+        "frame index 99 is out of range",
+    ),
+    (
+        lambda p, s: p.add_new_points_or_box(s, 0, 1, points=[[500, 1]], labels=[1]),
+        ValueError,
+        "lies outside",
+    ),
+    (lambda p, s: p.add_new_points_or_box(s, 0, 1, points=[[1, 1]]), ValueError, "together"),
+    (lambda p, s: p.add_new_points_or_box(s, 0, 1), ValueError, "give points"),
+    (
+        lambda p, s: p.add_new_points_or_box(s, 0, 1, box=[1, 1, 5, 5], clear_old_points=False),
+        ValueError,
+        "box must come before",
+    ),
+    (
+        lambda p, s: p.add_new_mask(s, 0, 1, np.ones((10, 10), bool)),
+        ValueError,
+        "does not match the video",
+    ),
+    (lambda p, s: p.add_new_mask(s, 0, 1, np.ones((2, 64, 80), bool)), ValueError, "2D"),
+    (lambda p, s: next(p.propagate_in_video(s)), RuntimeError, "no object has prompts"),
+    (lambda p, s: p.remove_object(s, 7, strict=True), RuntimeError, "cannot remove object id 7"),
+    (lambda p, s: p.clear_all_prompts_in_frame(s, 0, 7), KeyError, "unknown object id 7"),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "message"), BAD_CALLS, ids=[m for *_, m in BAD_CALLS])
+def test_bad_input(predictor: SAM2VideoPredictor, stack: np.ndarray, call, error, message) -> None:  # type: ignore[no-untyped-def]
+    """Bad frame indices, prompts, masks and ids raise clear errors."""
+    state = predictor.init_state(stack)
+    with pytest.raises(error, match=message):
+        call(predictor, state)
+
+
+def test_object_without_prompt_is_named(predictor: SAM2VideoPredictor, stack: np.ndarray) -> None:
+    """Propagating when one object lost its only prompt names that object."""
+    state = predictor.init_state(stack)
+    _click(predictor, state, obj_id=1)
+    _click(predictor, state, obj_id=2, frame=3)
+    predictor.clear_all_prompts_in_frame(state, 3, 2)
+    with pytest.raises(RuntimeError, match="object 2 has no prompted frame"):
+        next(predictor.propagate_in_video(state))
+
+
+def test_empty_and_flat_videos_are_refused(predictor: SAM2VideoPredictor) -> None:
+    """An empty stack or a 2D image is not a video."""
+    with pytest.raises(ValueError):
+        predictor.init_state(np.zeros((0, 10, 10), np.uint8))
+    with pytest.raises(ValueError):
+        predictor.init_state(np.zeros((10, 10), np.uint8))

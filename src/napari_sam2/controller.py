@@ -1,0 +1,581 @@
+"""One :class:`SegmentController` per image layer: the model, the embeddings, the writes.
+
+Embedding a slice is the slow step (seconds on a CPU), so it runs in a napari thread worker
+and is cached per slice; a click then costs only the prompt encoder and the mask decoder and
+runs on the main thread, where layers may be touched. torch and ``sam2`` are imported inside
+the functions that need them so that opening napari and the widget stays instant.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.utils.notifications import show_error
+from psygnal import Signal
+
+from napari_sam2.axes import describe_plane, layer_array, plane_index, read_plane
+from napari_sam2.layers import (
+    OBJECT_ID,
+    LabelsWriter,
+    new_labels_layer,
+    points_to_prompts,
+    prepare_points_layer,
+    prompt_planes,
+    prompt_rows,
+    set_point_defaults,
+    toggle_polarity,
+)
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Image, Labels, Points
+    from napari.qt.threading import FunctionWorker
+
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+__all__ = [
+    "LOCAL_CHECKPOINT",
+    "PredictorFactory",
+    "SegmentController",
+    "available_devices",
+    "config_for_checkpoint",
+    "hub_model_ids",
+    "model_factory",
+]
+
+PredictorFactory = Callable[[], "SAM2ImagePredictor"]
+PlaneIndex = tuple[int, ...]
+EmbeddingKey = tuple[PlaneIndex, tuple[float, float]]  # plane, contrast limits
+LOCAL_CHECKPOINT = "local checkpoint…"
+
+
+# ------------------------------------------------------------------------------ models
+def hub_model_ids() -> list[str]:
+    """The eight released model ids, SAM 2.1 first (they are better at the same cost)."""
+    from sam2.hub import HF_MODEL_ID_TO_FILENAMES
+
+    return sorted(HF_MODEL_ID_TO_FILENAMES, key=lambda name: "sam2.1" not in name)
+
+
+def config_for_checkpoint(path: str | Path) -> str | None:
+    """The config of an official checkpoint file name (``sam2.1_hiera_tiny.pt``), or None."""
+    from sam2.hub import HF_MODEL_ID_TO_FILENAMES
+
+    name = Path(path).name
+    stem = name.rsplit(".", 1)[0]
+    for config, filename in HF_MODEL_ID_TO_FILENAMES.values():
+        if name == filename or stem == filename.rsplit(".", 1)[0]:
+            return config
+    return None
+
+
+def available_devices() -> dict[str, bool]:
+    """Which torch devices this machine has (imports torch, so call it when torch is due)."""
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    return {
+        "cpu": True,
+        "cuda": bool(torch.cuda.is_available()),
+        "mps": bool(mps is not None and mps.is_available()),
+    }
+
+
+def model_factory(
+    model: str,
+    device: str | None = None,
+    checkpoint: str | Path | None = None,
+    config: str | None = None,
+) -> PredictorFactory:
+    """A thread-safe, load-once factory for a hub model id or a local checkpoint file.
+
+    Controllers of several images share one factory, and so one model in memory. Nothing is
+    loaded until the factory is first called (in a worker thread).
+    """
+    lock = threading.Lock()
+    loaded: list[SAM2ImagePredictor] = []
+
+    def load() -> SAM2ImagePredictor:
+        with lock:
+            if not loaded:
+                loaded.append(_load_predictor(model, device, checkpoint, config))
+            return loaded[0]
+
+    return load
+
+
+def _load_predictor(
+    model: str, device: str | None, checkpoint: str | Path | None, config: str | None
+) -> SAM2ImagePredictor:
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    if model != LOCAL_CHECKPOINT:
+        return SAM2ImagePredictor.from_pretrained(model, device=device)
+    if not checkpoint:
+        raise ValueError("choose a checkpoint file (.pt or .safetensors) for 'local checkpoint…'")
+    config = config or config_for_checkpoint(checkpoint)
+    if config is None:
+        raise ValueError(
+            f"cannot tell which SAM 2 model {Path(checkpoint).name!r} is from its name; "
+            "choose its config"
+        )
+    from sam2.build_sam import build_sam2
+
+    return SAM2ImagePredictor(build_sam2(config, str(checkpoint), device=device))
+
+
+@dataclass(frozen=True)
+class _Embedded:
+    """A slice embedded in a worker: the loaded base predictor and the slice's own one."""
+
+    base: Any
+    predictor: Any
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Failure:
+    message: str
+
+
+def _embed_plane(
+    factory: PredictorFactory,
+    base: SAM2ImagePredictor | None,
+    data: Any,
+    plane: PlaneIndex,
+    rgb: bool,
+    limits: tuple[float, float],
+    where: str,
+) -> _Embedded | _Failure:
+    """Worker body: load the model if needed and embed one slice; never touches a layer.
+
+    Expected failures come back as a message (shown as a notification, not a traceback).
+    """
+    from sam2.checkpoint import CheckpointError
+    from sam2.hub import CheckpointDownloadError
+
+    start = time.perf_counter()
+    try:
+        base = base if base is not None else factory()
+    except (CheckpointError, CheckpointDownloadError, ValueError, OSError, RuntimeError) as exc:
+        return _Failure(f"Could not load the SAM 2 model: {exc}")
+    try:
+        predictor = type(base)(
+            base.model,
+            mask_threshold=base.mask_threshold,
+            max_hole_area=base.max_hole_area,
+            max_sprinkle_area=base.max_sprinkle_area,
+        )
+        predictor.set_image(read_plane(data, plane, rgb), contrast_limits=limits)
+    except (ValueError, RuntimeError, OSError, MemoryError) as exc:
+        return _Failure(f"SAM 2 could not embed {where}: {exc}")
+    return _Embedded(base, predictor, time.perf_counter() - start)
+
+
+# ------------------------------------------------------------------------------ controller
+class SegmentController:
+    """Segments objects on the viewer's current slice of one image layer.
+
+    Prompts come from a Points layer (``positive`` and ``object_id`` features); masks go to a
+    Labels layer through :class:`~napari_sam2.layers.LabelsWriter`. ``segment`` predicts at
+    once when the slice's embedding is cached, otherwise it queues the request and embeds
+    the slice in a thread worker first. With ``live`` on, every point added, moved or removed
+    re-segments the objects it belongs to.
+    """
+
+    status = Signal(str)
+    busy_changed = Signal(bool)
+    layers_changed = Signal()
+
+    def __init__(
+        self,
+        viewer: napari.viewer.Viewer,
+        image_layer: Image,
+        factory: PredictorFactory,
+        *,
+        cache_size: int = 8,
+    ) -> None:
+        self.viewer = viewer
+        self.image_layer = image_layer
+        self.cache_size = cache_size
+        self.live = True
+        self.object_id = 1
+        self._factory = factory
+        self._base: SAM2ImagePredictor | None = None
+        self._cache: OrderedDict[EmbeddingKey, SAM2ImagePredictor] = OrderedDict()
+        self._pending: dict[PlaneIndex, set[int]] = {}  # slices waiting for an embedding
+        self._worker: FunctionWorker[Any] | None = None
+        self._written: set[tuple[PlaneIndex, int]] = set()  # (slice, object) we wrote
+        self._touched: set[tuple[PlaneIndex | None, int]] = set()  # points being moved/removed
+        self._points: Points | None = None
+        self._labels: Labels | None = None
+        self._writer: LabelsWriter | None = None
+
+    # -------------------------------------------------------------- state
+    @property
+    def busy(self) -> bool:
+        """True while a model load or slice embedding runs in a worker."""
+        return self._worker is not None
+
+    @property
+    def points_layer(self) -> Points | None:
+        return self._points if self._in_viewer(self._points) else None
+
+    @points_layer.setter
+    def points_layer(self, layer: Points | None) -> None:
+        """Use ``layer`` for prompts; refuses layers that cannot hold (…, y, x) points."""
+        if layer is self._points:
+            return
+        if layer is not None and not 2 <= layer.ndim <= self.image_layer.ndim:
+            raise ValueError(
+                f"points layer {layer.name!r} has {layer.ndim} dimension(s), but prompts for "
+                f"{self.image_layer.name!r} need 2 to {self.image_layer.ndim} (…, y, x); "
+                "choose another layer or let the widget create one"
+            )
+        self._disconnect_points()
+        self._points = layer
+        if layer is not None:
+            prepare_points_layer(layer, self.object_id)
+            layer.events.data.connect(self._on_points_data)
+            layer.bind_key("t", self._on_toggle_key, overwrite=True)
+            self._show_object_points()
+
+    @property
+    def labels_layer(self) -> Labels | None:
+        return self._labels if self._in_viewer(self._labels) else None
+
+    @labels_layer.setter
+    def labels_layer(self, layer: Labels | None) -> None:
+        """Write into ``layer`` (None: a new one on the first write); refuses other shapes."""
+        if layer is not None and tuple(layer.data.shape) != self._labels_shape():
+            raise ValueError(
+                f"Labels layer {layer.name!r} has shape {tuple(layer.data.shape)}, but image "
+                f"{self.image_layer.name!r} needs {self._labels_shape()}; choose another "
+                "output or let the widget create one"
+            )
+        self._labels = layer
+        self._writer = LabelsWriter(layer) if layer is not None else None
+        if layer is not None:
+            layer.selected_label = self.object_id
+
+    def set_factory(self, factory: PredictorFactory) -> None:
+        """Use another model: embeddings of the old one are dropped, labels stay."""
+        self._factory = factory
+        self._base = None
+        self._cache.clear()
+
+    def set_object_id(self, object_id: int) -> None:
+        """Make ``object_id`` the object that new points prompt and that is shown."""
+        self.object_id = int(object_id)
+        if self.points_layer is not None:
+            self._show_object_points()
+            set_point_defaults(self.points_layer, object_id=self.object_id)
+        if self.labels_layer is not None:
+            self.labels_layer.selected_label = self.object_id
+
+    def next_object_id(self) -> int:
+        """One more than any id in the Labels layer or the prompts: never reuses an object."""
+        highest = 0
+        if self.labels_layer is not None and self._writer is not None:
+            highest = self._writer.max_id()
+        if self.points_layer is not None and len(self.points_layer.data):
+            highest = max(highest, int(np.max(self.points_layer.features[OBJECT_ID])))
+        return highest + 1
+
+    def ensure_points_layer(self) -> Points:
+        """The prompt layer, created (aligned with the image) and added when there is none."""
+        if self.points_layer is None:
+            from napari_sam2.layers import new_points_layer
+
+            layer = new_points_layer(self.image_layer, self.object_id)
+            self.viewer.add_layer(layer)
+            self.points_layer = layer
+            self.layers_changed.emit()
+        assert self.points_layer is not None
+        return self.points_layer
+
+    def ensure_labels_layer(self) -> Labels:
+        """The output layer; a new uint32 one is added just above the image when there is none.
+
+        The active layer stays active, so the user's next click still adds a point.
+        """
+        if self.labels_layer is None:
+            layer = new_labels_layer(self.image_layer)
+            active = self.viewer.layers.selection.active
+            index = self.viewer.layers.index(self.image_layer) + 1
+            self.viewer.layers.insert(index, layer)
+            if active is not None:
+                self.viewer.layers.selection.active = active
+            self.labels_layer = layer
+            self.layers_changed.emit()
+        assert self.labels_layer is not None
+        return self.labels_layer
+
+    # -------------------------------------------------------------- actions
+    def prefetch(self) -> None:
+        """Start embedding the current slice, so the first click is answered at once."""
+        try:
+            plane = plane_index(self.image_layer, self.viewer.dims)
+        except ValueError:
+            return
+        if self._cached(plane) is None and plane not in self._pending:
+            self._pending[plane] = set()
+            self._start_next_embedding()
+
+    def segment(
+        self, obj_ids: Iterable[int] | None = None, plane: PlaneIndex | None = None
+    ) -> None:
+        """Segment objects (default: the current one) on a slice (default: the current one)."""
+        try:
+            if plane is None:
+                plane = plane_index(self.image_layer, self.viewer.dims)
+            self._check_plane(plane)
+            if self.points_layer is None:
+                raise ValueError(
+                    "there are no prompts yet: press 'Add points' and click on the object"
+                )
+            self.ensure_labels_layer()
+        except ValueError as exc:
+            self._fail(str(exc))
+            return
+        ids = {self.object_id} if obj_ids is None else {int(i) for i in obj_ids}
+        predictor = self._cached(plane)
+        if predictor is None:
+            self._pending.setdefault(plane, set()).update(ids)
+            self._start_next_embedding()
+            return
+        for object_id in sorted(ids):
+            self._predict_and_write(predictor, plane, object_id)
+
+    def clear_object(self) -> None:
+        """Remove the current object's mask and prompts from the current slice only."""
+        try:
+            plane = plane_index(self.image_layer, self.viewer.dims)
+        except ValueError as exc:
+            self._fail(str(exc))
+            return
+        points = self.points_layer
+        if points is not None:
+            rows = prompt_rows(points, plane, self.image_layer, self.object_id)
+            if rows.size:
+                with points.events.data.blocker(self._on_points_data):
+                    points.selected_data = set(rows.tolist())
+                    points.remove_selected()
+        cleared = 0
+        if self.labels_layer is not None and self._writer is not None:
+            cleared = self._writer.clear(plane, self.object_id)
+        self._written.discard((plane, self.object_id))
+        where = describe_plane(self.image_layer, plane)
+        self.status.emit(f"object {self.object_id} cleared on {where} ({cleared} px)")
+
+    def close(self) -> None:
+        """Stop listening to layers; a running embedding finishes but is ignored."""
+        self.live = False
+        self._disconnect_points()
+        self._pending.clear()
+        if self._worker is not None:
+            self._worker.returned.disconnect()
+
+    # -------------------------------------------------------------- internals
+    def _in_viewer(self, layer: Any) -> bool:
+        return layer is not None and layer in self.viewer.layers
+
+    def _check_plane(self, plane: PlaneIndex) -> None:
+        shape = layer_array(self.image_layer).shape[: len(plane)]
+        if any(not 0 <= index < size for index, size in zip(plane, shape)):
+            raise ValueError(
+                f"a point lies on {describe_plane(self.image_layer, plane)}, outside image "
+                f"{self.image_layer.name!r} (size {shape} along those axes); move or delete it"
+            )
+
+    def _labels_shape(self) -> tuple[int, ...]:
+        shape = layer_array(self.image_layer).shape
+        return tuple(shape[:-1] if self.image_layer.rgb else shape)
+
+    def _key(self, plane: PlaneIndex) -> EmbeddingKey:
+        low, high = self.image_layer.contrast_limits
+        return plane, (float(low), float(high))
+
+    def _cached(self, plane: PlaneIndex) -> SAM2ImagePredictor | None:
+        key = self._key(plane)
+        predictor = self._cache.get(key)
+        if predictor is not None:
+            self._cache.move_to_end(key)
+        return predictor
+
+    def _fail(self, message: str) -> None:
+        show_error(message)
+        self.status.emit(message)
+
+    def _show_object_points(self) -> None:
+        """Show (and keep selectable) only the current object's points, so T and drags act
+        on the object being edited."""
+        points = self.points_layer
+        if points is not None and len(points.data):
+            mine = np.asarray(points.features[OBJECT_ID]) == self.object_id
+            points.selected_data = {i for i in points.selected_data if mine[i]}
+            points.shown = mine
+
+    def _disconnect_points(self) -> None:
+        if self._points is not None:
+            self._points.events.data.disconnect(self._on_points_data)
+            from napari.utils.key_bindings import KeyBinding
+
+            if self._points.keymap.get(KeyBinding.from_str("T")) == self._on_toggle_key:
+                self._points.bind_key("t", None)
+
+    def _predict_and_write(
+        self, predictor: SAM2ImagePredictor, plane: PlaneIndex, object_id: int
+    ) -> None:
+        """Main-thread step: prompts → masks → Labels slice. Failures keep earlier labels."""
+        start = time.perf_counter()
+        where = describe_plane(self.image_layer, plane)
+        points, writer = self.points_layer, self._writer
+        if points is None or writer is None:
+            return
+        try:
+            coords, labels = points_to_prompts(points, plane, self.image_layer, object_id)
+            if not (labels == 1).any():
+                self._no_positive_points(plane, object_id, where, bool(labels.size))
+                return
+            masks, ious, _ = predictor.predict(
+                point_coords=coords, point_labels=labels, multimask_output=labels.size == 1
+            )
+            best = int(np.argmax(ious))  # one click is ambiguous: keep the most confident mask
+            result = writer.write(plane, object_id, masks[best] > 0.5)
+        except ValueError as exc:
+            self._fail(f"object {object_id} on {where}: {exc}")
+            return
+        self._written.add((plane, object_id))
+        ms = 1000 * (time.perf_counter() - start)
+        note = f", {result.blocked} px left to other objects" if result.blocked else ""
+        self.status.emit(
+            f"object {object_id} on {where}: {result.pixels} px "
+            f"(score {float(ious[best]):.2f}) in {ms:.0f} ms{note}"
+        )
+
+    def _no_positive_points(
+        self, plane: PlaneIndex, object_id: int, where: str, has_negative: bool
+    ) -> None:
+        """Without a positive point there is no object: undo our own mask, keep anyone else's."""
+        if (plane, object_id) in self._written and self._writer is not None:
+            self._writer.clear(plane, object_id)
+            self._written.discard((plane, object_id))
+            self.status.emit(f"object {object_id} removed from {where} (no positive point left)")
+        elif has_negative:
+            self._fail(
+                f"object {object_id} on {where} has only negative points; add a positive "
+                "(green) point on the object (press T to switch polarity)"
+            )
+        else:
+            self.status.emit(f"no points for object {object_id} on {where}")
+
+    def _start_next_embedding(self) -> None:
+        if self._worker is not None:
+            return  # the running worker starts the next one when it finishes
+        while self._pending:
+            plane = next(iter(self._pending))
+            if self._cached(plane) is None:
+                break
+            ids = self._pending.pop(plane)
+            if ids:
+                self.segment(ids, plane)
+        else:
+            return
+        from napari.qt.threading import create_worker
+
+        key = self._key(plane)
+        where = describe_plane(self.image_layer, plane)
+        worker = create_worker(
+            _embed_plane,
+            self._factory,
+            self._base,
+            layer_array(self.image_layer),
+            plane,
+            bool(self.image_layer.rgb),
+            key[1],
+            f"{self.image_layer.name!r} ({where})",
+            _progress={"desc": f"SAM 2: embedding {where}"},
+        )
+        worker.returned.connect(partial(self._on_embedded, key, self._factory))
+        worker.finished.connect(self._on_worker_finished)
+        self._worker = worker
+        loading = "loading the model and " if self._base is None else ""
+        self.status.emit(f"{loading}embedding {where}…")
+        self.busy_changed.emit(True)
+        worker.start()
+
+    def _on_embedded(
+        self, key: EmbeddingKey, factory: PredictorFactory, result: _Embedded | _Failure
+    ) -> None:
+        if isinstance(result, _Failure):
+            self._pending.clear()  # the same failure would repeat for every queued slice
+            self._fail(result.message)
+            return
+        if factory is not self._factory:
+            return  # the model changed meanwhile; queued slices are embedded again
+        self._base = result.base
+        self._cache[key] = result.predictor
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        plane = key[0]
+        self.status.emit(
+            f"embedded {describe_plane(self.image_layer, plane)} in {result.seconds:.1f} s"
+        )
+        ids = self._pending.pop(plane, None)
+        if ids:
+            self.segment(ids, plane)
+
+    def _on_worker_finished(self) -> None:
+        self._worker = None
+        self.busy_changed.emit(False)
+        self._start_next_embedding()
+
+    def _on_points_data(self, event: Any) -> None:
+        """Live mode: re-segment the objects whose points were added, moved or removed, on
+        the slices those points lie on."""
+        points = self.points_layer
+        if points is None:
+            return
+        action = str(event.action)
+        n = len(points.data)  # "added" counts from the end (-1 is the newest point)
+        rows = [int(i) % n for i in event.data_indices if -n <= int(i) < n]
+        if action in ("changing", "removing"):
+            self._touched |= self._targets(points, rows)
+            return
+        if action not in ("added", "changed", "removed"):
+            return
+        touched, self._touched = self._touched, set()
+        if action != "removed":
+            touched |= self._targets(points, rows)
+        if not self.live:
+            return
+        by_plane: dict[PlaneIndex | None, set[int]] = {}
+        for plane, object_id in touched:
+            by_plane.setdefault(plane, set()).add(object_id)
+        for plane, ids in by_plane.items():
+            self.segment(ids, plane)
+
+    def _targets(self, points: Points, rows: list[int]) -> set[tuple[PlaneIndex | None, int]]:
+        """(slice, object) pairs of some points; slice None means "the one on screen"."""
+        try:
+            planes = prompt_planes(points, rows, self.image_layer)
+        except ValueError:
+            return {(None, self.object_id)}  # segment() explains what is wrong
+        ids = np.asarray(points.features[OBJECT_ID])[rows]
+        return {(plane, int(i)) for plane, i in zip(planes, ids)}
+
+    def _on_toggle_key(self, layer: Points) -> None:
+        positive, changed = toggle_polarity(layer)
+        if changed and self.live:
+            self.segment(changed)
+        kind = "positive (green)" if positive else "negative (red)"
+        self.status.emit(f"next point: {kind}")

@@ -1,0 +1,369 @@
+"""The "SAM 2 segmentation" dock widget: controls and status only.
+
+Every action is forwarded to the :class:`~napari_sam2.controller.SegmentController` of the
+chosen image; the widget holds no model, no tensors and imports no torch. Controls are private
+attributes so tests (and scripts) can set them and call the handlers directly.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from napari.layers import Image, Labels, Points
+from napari.utils.notifications import show_error
+from qtpy.QtCore import QEvent, Qt
+from qtpy.QtGui import QCloseEvent, QStandardItemModel
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_sam2.axes import axis_name, stack_axis
+from napari_sam2.controller import (
+    LOCAL_CHECKPOINT,
+    PredictorFactory,
+    SegmentController,
+    available_devices,
+    config_for_checkpoint,
+    hub_model_ids,
+    model_factory,
+)
+from napari_sam2.widgets._layer_combo import LayerCombo
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["SegmentWidget"]
+
+DEFAULT_MODEL = "facebook/sam2.1-hiera-tiny"  # fastest on a laptop CPU; change any time
+DEVICES = ("auto", "cpu", "cuda", "mps")
+HELP = (
+    "Click on an object to add a <b style='color:#00e000'>positive</b> point; press <b>T</b> "
+    "to switch to <b style='color:#ff4040'>negative</b>. The mask follows every click. "
+    "<b>New object</b> starts the next id; other objects are never overwritten."
+)
+
+
+class _DeviceCombo(QComboBox):
+    """Marks unavailable devices when opened (importing torch only then, if not yet loaded)."""
+
+    def showPopup(self) -> None:
+        _mark_devices(self)
+        super().showPopup()
+
+
+def _mark_devices(combo: QComboBox) -> None:
+    available = available_devices()
+    best = next((d for d in ("cuda", "mps") if available[d]), "cpu")
+    model = combo.model()
+    if not isinstance(model, QStandardItemModel):
+        return
+    for index, name in enumerate(DEVICES):
+        item = model.item(index)
+        if item is None:
+            continue
+        if name == "auto":
+            item.setText(f"auto ({best})")
+        else:
+            item.setEnabled(available[name])
+            item.setText(name if available[name] else f"{name} (not available)")
+
+
+class SegmentWidget(QWidget):
+    """Interactive SAM 2 segmentation of the current slice of an image, one object at a time."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self._viewer = viewer
+        self._controllers: dict[int, SegmentController] = {}
+        self._factory: PredictorFactory | None = None
+        self._closed = False
+        self._build()
+        viewer.layers.events.removed.connect(self._on_layer_removed)
+        if "torch" in sys.modules:
+            _mark_devices(self._device_combo)
+        self._on_image_changed()
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        self._model_combo = QComboBox()
+        self._model_combo.addItems([*hub_model_ids(), LOCAL_CHECKPOINT])
+        self._model_combo.setCurrentText(DEFAULT_MODEL)
+        self._model_combo.setToolTip(
+            "Downloaded once into the Hugging Face cache; tiny is fastest, large most accurate"
+        )
+        self._checkpoint_edit = QLineEdit()
+        self._checkpoint_edit.setPlaceholderText("path to a .pt or .safetensors file")
+        self._browse_button = QPushButton("Browse…")
+        self._config_combo = QComboBox()
+        self._config_combo.addItems(["from file name", *_config_names()])
+        self._device_combo = _DeviceCombo()
+        self._device_combo.addItems(list(DEVICES))
+        self._device_combo.setToolTip("auto: CUDA, then Apple MPS, then the CPU")
+        self._image_combo = LayerCombo(self._viewer, Image)
+        self._stack_label = QLabel()
+        self._points_combo = LayerCombo(self._viewer, Points, "new prompt layer")
+        self._add_points_button = QPushButton("Add points")
+        self._labels_combo = LayerCombo(self._viewer, Labels, "new Labels layer")
+        self._object_spin = QSpinBox()
+        self._object_spin.setRange(1, 2**31 - 1)
+        self._new_object_button = QPushButton("New object")
+        self._clear_object_button = QPushButton("Clear object")
+        self._clear_object_button.setToolTip("Remove this object's mask and points on this slice")
+        self._live_check = QCheckBox("Segment on every point change")
+        self._live_check.setChecked(True)
+        self._segment_button = QPushButton("Segment")
+        self._status_label = QLabel("Choose an image, press Add points, click on an object.")
+        help_label = QLabel(HELP)
+        for label in (self._stack_label, self._status_label, help_label):
+            label.setWordWrap(True)
+        help_label.setTextFormat(Qt.TextFormat.RichText)
+
+        model_box = QGroupBox("Model")
+        model_form = QFormLayout(model_box)
+        model_form.addRow("Model", self._model_combo)
+        checkpoint_row = _row(self._checkpoint_edit, self._browse_button)
+        self._local_widgets = [QLabel("Checkpoint"), checkpoint_row, QLabel("Config")]
+        self._local_widgets.append(self._config_combo)
+        model_form.addRow(self._local_widgets[0], checkpoint_row)
+        model_form.addRow(self._local_widgets[2], self._config_combo)
+        model_form.addRow("Device", self._device_combo)
+
+        layers_box = QGroupBox("Layers")
+        layers_form = QFormLayout(layers_box)
+        layers_form.addRow("Image", self._image_combo)
+        layers_form.addRow("", self._stack_label)
+        layers_form.addRow("Prompts", _row(self._points_combo, self._add_points_button))
+        layers_form.addRow("Output", self._labels_combo)
+
+        object_box = QGroupBox("Object")
+        object_form = QFormLayout(object_box)
+        object_form.addRow("Object id", self._object_spin)
+        object_form.addRow(_row(self._new_object_button, self._clear_object_button))
+        object_form.addRow(self._live_check)
+        object_form.addRow(self._segment_button)
+
+        layout = QVBoxLayout(self)
+        for widget in (model_box, layers_box, object_box, help_label, self._status_label):
+            layout.addWidget(widget)
+        layout.addStretch(1)
+        self._show_local_controls(False)
+
+        self._model_combo.currentTextChanged.connect(self._on_model_changed)
+        self._checkpoint_edit.editingFinished.connect(self._on_model_changed)
+        self._config_combo.currentTextChanged.connect(self._on_model_changed)
+        self._device_combo.currentIndexChanged.connect(self._on_model_changed)
+        self._browse_button.clicked.connect(self._on_browse)
+        self._image_combo.currentIndexChanged.connect(self._on_image_changed)
+        self._points_combo.currentIndexChanged.connect(self._on_points_changed)
+        self._add_points_button.clicked.connect(self._on_add_points)
+        self._labels_combo.currentIndexChanged.connect(self._on_labels_changed)
+        self._object_spin.valueChanged.connect(self._on_object_changed)
+        self._new_object_button.clicked.connect(self._on_new_object)
+        self._clear_object_button.clicked.connect(self._on_clear_object)
+        self._live_check.toggled.connect(self._on_live_toggled)
+        self._segment_button.clicked.connect(self._on_segment)
+
+    # ------------------------------------------------------------------ model
+    def set_model_factory(self, factory: PredictorFactory) -> None:
+        """Use ``factory`` for every image (tests, scripts, custom models) until the model
+        controls change."""
+        self._factory = factory
+        for controller in self._controllers.values():
+            controller.set_factory(factory)
+
+    def _model_factory(self) -> PredictorFactory:
+        if self._factory is None:
+            device = DEVICES[max(self._device_combo.currentIndex(), 0)]
+            config = self._config_combo.currentText()
+            self._factory = model_factory(
+                self._model_combo.currentText(),
+                device=None if device == "auto" else device,
+                checkpoint=self._checkpoint_edit.text().strip() or None,
+                config=None if self._config_combo.currentIndex() == 0 else config,
+            )
+        return self._factory
+
+    def _on_model_changed(self, *_: Any) -> None:
+        self._show_local_controls(self._model_combo.currentText() == LOCAL_CHECKPOINT)
+        self._factory = None
+        self.set_model_factory(self._model_factory())
+
+    def _show_local_controls(self, visible: bool) -> None:
+        for widget in self._local_widgets:
+            widget.setVisible(visible)
+
+    def _on_browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "SAM 2 checkpoint", "", "Checkpoints (*.pt *.pth *.safetensors)"
+        )
+        if path:
+            self._checkpoint_edit.setText(path)
+            if config_for_checkpoint(path) is None and self._config_combo.currentIndex() == 0:
+                self._status_label.setText(
+                    f"Choose the config of {Path(path).name}: its name is not an official one."
+                )
+            self._on_model_changed()
+
+    # ------------------------------------------------------------------ layers
+    def _controller(self, notify: bool = True) -> SegmentController | None:
+        """The chosen image's controller, created on first use."""
+        image = self._image_combo.layer
+        if self._closed:
+            return None
+        if image is None:
+            if notify:
+                show_error("Open an image first (File > Open Sample > napari-sam2 has examples).")
+            return None
+        controller = self._controllers.get(id(image))
+        if controller is None:
+            controller = SegmentController(self._viewer, image, self._model_factory())
+            controller.live = self._live_check.isChecked()
+            controller.status.connect(self._on_status)
+            controller.busy_changed.connect(self._on_busy)
+            controller.layers_changed.connect(self._sync_layers)
+            self._controllers[id(image)] = controller
+        return controller
+
+    def _on_image_changed(self, *_: Any) -> None:
+        controller = self._controller(notify=False)
+        image = self._image_combo.layer
+        if controller is None or image is None:
+            self._stack_label.setText("No image layer open.")
+            return
+        axis = stack_axis(image)
+        if axis is None:
+            self._stack_label.setText("2D image.")
+        else:
+            size = image.data.shape[axis] if not image.multiscale else image.data[0].shape[axis]
+            self._stack_label.setText(
+                f"Stack axis {axis_name(image, axis)} ({size} planes): the current slice is "
+                "segmented."
+            )
+        self._sync_layers()
+
+    def _sync_layers(self) -> None:
+        """Show the controller's layers and object in the controls, without side effects."""
+        controller = self._controller(notify=False)
+        if controller is None:
+            return
+        self._points_combo.set_layer(controller.points_layer)
+        self._labels_combo.set_layer(controller.labels_layer)
+        blocked = self._object_spin.blockSignals(True)
+        self._object_spin.setValue(controller.object_id)
+        self._object_spin.blockSignals(blocked)
+
+    def _on_points_changed(self, *_: Any) -> None:
+        controller = self._controller(notify=False)
+        if controller is None:
+            return
+        try:
+            controller.points_layer = self._points_combo.layer
+        except ValueError as exc:
+            show_error(str(exc))
+            self._points_combo.set_layer(controller.points_layer)
+
+    def _on_labels_changed(self, *_: Any) -> None:
+        controller = self._controller(notify=False)
+        if controller is None:
+            return
+        try:
+            controller.labels_layer = self._labels_combo.layer
+        except ValueError as exc:
+            show_error(str(exc))
+            self._labels_combo.set_layer(controller.labels_layer)
+            return
+        if controller.labels_layer is not None:
+            # a user's layer: start a fresh id, so only empty pixels are ever written
+            self._object_spin.setValue(controller.next_object_id())
+
+    def _on_layer_removed(self, event: Any) -> None:
+        controller = self._controllers.pop(id(event.value), None)
+        if controller is not None:
+            controller.close()
+
+    def _on_add_points(self) -> None:
+        controller = self._controller()
+        if controller is None:
+            return
+        points = controller.ensure_points_layer()
+        self._viewer.layers.selection.active = points
+        points.mode = "add"
+        controller.prefetch()
+
+    # ------------------------------------------------------------------ objects
+    def _on_object_changed(self, value: int) -> None:
+        controller = self._controller(notify=False)
+        if controller is not None:
+            controller.set_object_id(value)
+
+    def _on_new_object(self) -> None:
+        controller = self._controller()
+        if controller is not None:
+            self._object_spin.setValue(controller.next_object_id())
+
+    def _on_clear_object(self) -> None:
+        controller = self._controller()
+        if controller is not None:
+            controller.clear_object()
+
+    def _on_live_toggled(self, live: bool) -> None:
+        for controller in self._controllers.values():
+            controller.live = live
+
+    def _on_segment(self) -> None:
+        controller = self._controller()
+        if controller is not None:
+            controller.segment()
+
+    def event(self, event: QEvent | None) -> bool:
+        """napari removes a closed dock widget by un-parenting it: stop listening to layers
+        then, so no mask is written behind a closed widget."""
+        if event is not None and event.type() == QEvent.Type.ParentChange and not self.parent():
+            self._shutdown()
+        return super().event(event)
+
+    def closeEvent(self, event: QCloseEvent | None) -> None:
+        self._shutdown()
+        super().closeEvent(event)
+
+    def _shutdown(self) -> None:
+        self._closed = True
+        for controller in self._controllers.values():
+            controller.close()
+        self._controllers.clear()
+
+    def _on_status(self, text: str) -> None:
+        self._status_label.setText(text)
+
+    def _on_busy(self, busy: bool) -> None:
+        self._segment_button.setText("Segment (embedding…)" if busy else "Segment")
+        if not busy and "torch" in sys.modules:
+            _mark_devices(self._device_combo)
+
+
+def _row(*widgets: QWidget) -> QWidget:
+    row = QWidget()
+    layout = QHBoxLayout(row)
+    layout.setContentsMargins(0, 0, 0, 0)
+    for widget in widgets:
+        layout.addWidget(widget)
+    return row
+
+
+def _config_names() -> list[str]:
+    from sam2.hub import HF_MODEL_ID_TO_FILENAMES
+
+    return [Path(config).name for config, _ in HF_MODEL_ID_TO_FILENAMES.values()]

@@ -8,13 +8,11 @@ the functions that need them so that opening napari and the widget stays instant
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,6 +31,7 @@ from napari_sam2.layers import (
     set_point_defaults,
     toggle_polarity,
 )
+from napari_sam2.models import PredictorFactory
 
 if TYPE_CHECKING:
     import napari
@@ -41,95 +40,10 @@ if TYPE_CHECKING:
 
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
-__all__ = [
-    "LOCAL_CHECKPOINT",
-    "PredictorFactory",
-    "SegmentController",
-    "available_devices",
-    "config_for_checkpoint",
-    "hub_model_ids",
-    "model_factory",
-]
+__all__ = ["SegmentController"]
 
-PredictorFactory = Callable[[], "SAM2ImagePredictor"]
 PlaneIndex = tuple[int, ...]
 EmbeddingKey = tuple[PlaneIndex, tuple[float, float]]  # plane, contrast limits
-LOCAL_CHECKPOINT = "local checkpoint…"
-
-
-# ------------------------------------------------------------------------------ models
-def hub_model_ids() -> list[str]:
-    """The eight released model ids, SAM 2.1 first (they are better at the same cost)."""
-    from sam2.hub import HF_MODEL_ID_TO_FILENAMES
-
-    return sorted(HF_MODEL_ID_TO_FILENAMES, key=lambda name: "sam2.1" not in name)
-
-
-def config_for_checkpoint(path: str | Path) -> str | None:
-    """The config of an official checkpoint file name (``sam2.1_hiera_tiny.pt``), or None."""
-    from sam2.hub import HF_MODEL_ID_TO_FILENAMES
-
-    name = Path(path).name
-    stem = name.rsplit(".", 1)[0]
-    for config, filename in HF_MODEL_ID_TO_FILENAMES.values():
-        if name == filename or stem == filename.rsplit(".", 1)[0]:
-            return config
-    return None
-
-
-def available_devices() -> dict[str, bool]:
-    """Which torch devices this machine has (imports torch, so call it when torch is due)."""
-    import torch
-
-    mps = getattr(torch.backends, "mps", None)
-    return {
-        "cpu": True,
-        "cuda": bool(torch.cuda.is_available()),
-        "mps": bool(mps is not None and mps.is_available()),
-    }
-
-
-def model_factory(
-    model: str,
-    device: str | None = None,
-    checkpoint: str | Path | None = None,
-    config: str | None = None,
-) -> PredictorFactory:
-    """A thread-safe, load-once factory for a hub model id or a local checkpoint file.
-
-    Controllers of several images share one factory, and so one model in memory. Nothing is
-    loaded until the factory is first called (in a worker thread).
-    """
-    lock = threading.Lock()
-    loaded: list[SAM2ImagePredictor] = []
-
-    def load() -> SAM2ImagePredictor:
-        with lock:
-            if not loaded:
-                loaded.append(_load_predictor(model, device, checkpoint, config))
-            return loaded[0]
-
-    return load
-
-
-def _load_predictor(
-    model: str, device: str | None, checkpoint: str | Path | None, config: str | None
-) -> SAM2ImagePredictor:
-    from sam2.sam2_image_predictor import SAM2ImagePredictor
-
-    if model != LOCAL_CHECKPOINT:
-        return SAM2ImagePredictor.from_pretrained(model, device=device)
-    if not checkpoint:
-        raise ValueError("choose a checkpoint file (.pt or .safetensors) for 'local checkpoint…'")
-    config = config or config_for_checkpoint(checkpoint)
-    if config is None:
-        raise ValueError(
-            f"cannot tell which SAM 2 model {Path(checkpoint).name!r} is from its name; "
-            "choose its config"
-        )
-    from sam2.build_sam import build_sam2
-
-    return SAM2ImagePredictor(build_sam2(config, str(checkpoint), device=device))
 
 
 @dataclass(frozen=True)

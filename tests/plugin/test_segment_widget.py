@@ -11,7 +11,8 @@ from napari.layers import Labels, Points
 from napari.utils.key_bindings import KeyBinding
 from napari.utils.notifications import NotificationSeverity, notification_manager
 
-from napari_sam2.controller import LOCAL_CHECKPOINT, SegmentController
+from napari_sam2.controller import SegmentController
+from napari_sam2.models import LOCAL_CHECKPOINT
 from napari_sam2.widgets.segment import SegmentWidget
 
 pytestmark = pytest.mark.gui

@@ -31,10 +31,10 @@ from qtpy.QtWidgets import (
 )
 
 from napari_sam2.axes import axis_name, stack_axis
-from napari_sam2.controller import (
+from napari_sam2.controller import SegmentController
+from napari_sam2.models import (
     LOCAL_CHECKPOINT,
     PredictorFactory,
-    SegmentController,
     available_devices,
     config_for_checkpoint,
     hub_model_ids,

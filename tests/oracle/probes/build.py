@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from sam2.build_sam import build_sam2, build_sam2_video_predictor
 
 

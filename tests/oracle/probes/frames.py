@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from sam2.utils.misc import load_video_frames
 
 

@@ -10,10 +10,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
+from torch import nn
+
 from sam2.modeling.sam.mask_decoder import MaskDecoder
 from sam2.modeling.sam.prompt_encoder import PromptEncoder
 from sam2.modeling.sam.transformer import TwoWayTransformer
-from torch import nn
 
 M = TypeVar("M", bound=nn.Module)
 

@@ -165,3 +165,24 @@ def test_unavailable_device_falls_back_to_cpu() -> None:
     with pytest.warns(UserWarning, match="cuda is not available"):
         model = build_sam2("tiny", device="cuda")
     assert model.device.type == "cpu"
+
+
+@pytest.mark.slow
+def test_compiled_image_encoder_matches_eager() -> None:
+    """compile_image_encoder=True compiles in place: same keys, same features as eager."""
+    overrides = ["++model.image_size=256"]
+    compiled = build_sam2(
+        "tiny",
+        device="cpu",
+        hydra_overrides_extra=[*overrides, "++model.compile_image_encoder=true"],
+    )
+    eager = build_sam2("tiny", device="cpu", hydra_overrides_extra=overrides)
+    eager.load_state_dict(compiled.state_dict(), strict=True)
+    image = torch.randn(1, 3, 256, 256)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            compiled.encode_image(image).vision_features,
+            eager.encode_image(image).vision_features,
+            atol=1e-4,
+            rtol=1e-4,
+        )

@@ -168,6 +168,7 @@ def test_unavailable_device_falls_back_to_cpu() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_compiled_image_encoder_matches_eager() -> None:
     """compile_image_encoder=True compiles in place: same keys, same features as eager."""
     overrides = ["++model.image_size=256"]

@@ -146,7 +146,9 @@ class MaskDecoder(nn.Module):
         output_tokens = self._output_tokens().unsqueeze(0).expand(batch, -1, -1)  # (B, T, C)
         tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)  # (B, T+N, C)
 
-        if repeat_image:
+        if repeat_image and image_embeddings.shape[0] == 1:
+            src = image_embeddings.expand(batch, -1, -1, -1)  # a view: the sum below copies
+        elif repeat_image:
             src = torch.repeat_interleave(image_embeddings, batch, dim=0)
         elif image_embeddings.shape[0] != batch:
             raise ValueError(
@@ -161,7 +163,7 @@ class MaskDecoder(nn.Module):
                 "image_pe must have batch size 1 (from get_dense_pe()), "
                 f"got shape {tuple(image_pe.shape)}"
             )
-        pos_src = torch.repeat_interleave(image_pe, batch, dim=0)  # (B, C, h, w)
+        pos_src = image_pe.expand(batch, -1, -1, -1)  # (B, C, h, w) view, no copy per click
         b, c, h, w = src.shape
 
         hs, src = self.transformer(src, pos_src, tokens)  # (B, T+N, C), (B, hw, C)

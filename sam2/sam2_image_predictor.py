@@ -2,6 +2,8 @@
 
 Compute the image embedding once (``set_image``), then ask for masks as often as you like
 (``predict``): a click costs only the prompt encoder and the small mask decoder.
+``precision="bf16"`` runs both under bfloat16 autocast (:mod:`sam2.precision`): about twice
+as fast on CPUs with bf16 matrix units, with masks that agree closely but not bit for bit.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from torch import Tensor
 from sam2.intensity import ContrastLimits
 from sam2.modeling.sam2_model import SAM2Model
 from sam2.postprocess import remove_small_regions
+from sam2.precision import Precision, autocast_context, check_precision
 from sam2.prompts import validate_box, validate_mask_input, validate_points
 from sam2.transforms import as_hwc_array, preprocess, to_model_coords, upsample_logits
 
@@ -26,6 +29,8 @@ class SAM2ImagePredictor:
 
     ``mask_threshold`` binarises logits; ``max_hole_area`` / ``max_sprinkle_area`` (pixels of
     the low-res mask) fill small holes / remove small islands before upsampling, on any device.
+    ``precision`` is ``"fp32"`` (the reference's numbers) or ``"bf16"`` (autocast on CPU or
+    CUDA); either way stored features and returned arrays are float32.
     """
 
     def __init__(
@@ -34,12 +39,14 @@ class SAM2ImagePredictor:
         mask_threshold: float = 0.0,
         max_hole_area: float = 0.0,
         max_sprinkle_area: float = 0.0,
+        precision: Precision = "fp32",
         **kwargs: Any,
     ) -> None:
         self.model = sam_model
         self.mask_threshold = mask_threshold
         self.max_hole_area = max_hole_area
         self.max_sprinkle_area = max_sprinkle_area
+        self.precision: Precision = check_precision(precision, sam_model.device)
         self.reset_predictor()
 
     @classmethod
@@ -47,7 +54,8 @@ class SAM2ImagePredictor:
         """Predictor for an official model id, e.g. ``"facebook/sam2.1-hiera-tiny"``.
 
         Keyword arguments go to :func:`sam2.build_sam.build_sam2_hf` (``device``, ``cache_dir``,
-        ``revision``, ``local_files_only``) and to the predictor (``max_hole_area``, ...).
+        ``revision``, ``local_files_only``) and to the predictor (``max_hole_area``,
+        ``precision``, ...).
         """
         from sam2.build_sam import build_sam2_hf
 
@@ -62,6 +70,7 @@ class SAM2ImagePredictor:
         self._is_image_set = False
         self._is_batch = False
         self._features: dict[str, Any] | None = None
+        self._dense_pe: Tensor | None = None  # (1, C, S/16, S/16), the same for every click
         self._orig_hw: list[tuple[int, int]] = []
 
     # ------------------------------------------------------------------ embedding
@@ -91,12 +100,21 @@ class SAM2ImagePredictor:
         size = self.model.image_size
         batch = torch.stack([preprocess(im, size, contrast_limits) for im in images])
         batch = batch.to(device=self.device, dtype=self.model.dtype)
-        feats = self.model.encode_image(batch)
+        with autocast_context(self.precision, self.device):
+            feats = self.model.encode_image(batch)
+        # bf16: high-res levels stay bfloat16 as in the reference on CUDA (float32 copies gave
+        # the same masks, 10% slower); the s16 level is float32 from the FPN, kept so for users
         image_embed = feats.vision_features
+        if self.precision != "fp32":
+            image_embed = image_embed.float()
         if self.model.directly_add_no_mem_embed:
             no_mem = self.model.no_mem_embed.reshape(1, -1, 1, 1)  # (1, C, 1, 1)
             image_embed = image_embed + no_mem
+        # channels-last (as the FPN already gives it): the decoder's (B, hw, C) token view is
+        # then contiguous, which saves 3-5 ms per click on 2 CPU cores; values are unchanged
+        image_embed = image_embed.contiguous(memory_format=torch.channels_last)
         self._features = {"image_embed": image_embed, "high_res_feats": feats.high_res_features}
+        self._dense_pe = self.model.sam_prompt_encoder.get_dense_pe()
         self._orig_hw = [(int(im.shape[0]), int(im.shape[1])) for im in images]
         self._is_image_set = True
 
@@ -205,14 +223,15 @@ class SAM2ImagePredictor:
             boxes = to_model_coords(corners, hw, size, normalize_coords)  # (B, 2, 2)
         if mask_input is not None:
             masks_in = torch.from_numpy(validate_mask_input(mask_input, size // 4))
-        masks, ious, low_res = self._predict(
-            coords, labels, boxes, masks_in, multimask_output, return_logits, img_idx
-        )
-        return (
-            masks.squeeze(0).float().cpu().numpy(),
-            ious.squeeze(0).float().cpu().numpy(),
-            low_res.squeeze(0).float().cpu().numpy(),
-        )
+        with torch.inference_mode():
+            masks, ious, low_res = self._decode(
+                coords, labels, boxes, masks_in, multimask_output, img_idx
+            )
+            if not return_logits:
+                # in place: float 0/1 without a bool and a second float (H, W) buffer
+                masks = masks.gt_(self.mask_threshold)
+        masks_np, ious_np, low_np = (t.squeeze(0).cpu().numpy() for t in (masks, ious, low_res))
+        return masks_np, ious_np, low_np
 
     @torch.inference_mode()
     def _predict(
@@ -229,8 +248,27 @@ class SAM2ImagePredictor:
 
         Points (B, N, 2) and labels (B, N); boxes (B, 4) or (B, 2, 2), placed before the clicks
         as two corner points labelled 2 and 3; mask_input (B, 1, S/4, S/4). Returns
-        masks (B, C, H, W), IoUs (B, C), low-res logits (B, C, S/4, S/4) clamped to ±32.
+        masks (B, C, H, W) (bool, or float32 logits), IoUs (B, C), low-res logits
+        (B, C, S/4, S/4) clamped to ±32.
         """
+        masks, ious, low_res = self._decode(
+            point_coords, point_labels, boxes, mask_input, multimask_output, img_idx
+        )
+        if not return_logits:
+            masks = masks > self.mask_threshold
+        return masks, ious, low_res
+
+    @torch.inference_mode()
+    def _decode(
+        self,
+        point_coords: Tensor | None,
+        point_labels: Tensor | None,
+        boxes: Tensor | None,
+        mask_input: Tensor | None,
+        multimask_output: bool,
+        img_idx: int,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`_predict` up to the float32 logits at the image's size (B, C, H, W)."""
         features = self._require_image()
         device = self.device
         points: tuple[Tensor, Tensor] | None = None
@@ -250,23 +288,26 @@ class SAM2ImagePredictor:
         dtype = self.model.dtype
         if mask_input is not None:
             mask_input = mask_input.to(device=device, dtype=dtype)
+        # The prompt encoder stays float32 in every precision: it is cheap, and its
+        # hand-written LayerNorm2d would otherwise normalise bf16 values.
         sparse, dense = self.model.sam_prompt_encoder(points=points, boxes=None, masks=mask_input)
         repeat = points is not None and points[0].shape[0] > 1
         level = slice(img_idx, img_idx + 1) if img_idx != -1 else slice(-1, None)
-        low_res, ious, _, _ = self.model.sam_mask_decoder(
-            image_embeddings=features["image_embed"][level],
-            image_pe=self.model.sam_prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse.to(dtype),
-            dense_prompt_embeddings=dense.to(dtype),
-            multimask_output=multimask_output,
-            repeat_image=repeat,
-            high_res_features=[f[level] for f in features["high_res_feats"]],
-        )
+        if self._dense_pe is None:  # only if a subclass embeds without _embed
+            self._dense_pe = self.model.sam_prompt_encoder.get_dense_pe()
+        with autocast_context(self.precision, device):
+            low_res, ious, _, _ = self.model.sam_mask_decoder(
+                image_embeddings=features["image_embed"][level],
+                image_pe=self._dense_pe,
+                sparse_prompt_embeddings=sparse.to(dtype),
+                dense_prompt_embeddings=dense.to(dtype),
+                multimask_output=multimask_output,
+                repeat_image=repeat,
+                high_res_features=[f[level] for f in features["high_res_feats"]],
+            )
         low_res = low_res.float()
         processed = remove_small_regions(
             low_res, self.max_hole_area, self.max_sprinkle_area, self.mask_threshold
         )
         masks = upsample_logits(processed, self._orig_hw[img_idx])
-        if not return_logits:
-            masks = masks > self.mask_threshold
         return masks, ious.float(), torch.clamp(low_res, -32.0, 32.0)

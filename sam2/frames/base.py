@@ -5,6 +5,7 @@ from __future__ import annotations
 import operator
 import threading
 import weakref
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from typing import Protocol, runtime_checkable
 
@@ -78,7 +79,7 @@ def _prefetch_loop(ref: weakref.ReferenceType[LazyFrames], state: _Prefetch) -> 
                 state.cond.notify_all()
 
 
-class LazyFrames:
+class LazyFrames(ABC):
     """LRU cache, prefetch thread and index checks; subclasses implement ``_load``."""
 
     def __init__(self, length: int, image_size: int, cache_size: int, prefetch: int) -> None:
@@ -115,8 +116,9 @@ class LazyFrames:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @abstractmethod
     def _load(self, index: int) -> Tensor:
-        raise NotImplementedError
+        """Read and preprocess one frame: (3, S, S) float32."""
 
     def get(self, index: int) -> Tensor:
         """(3, S, S) float32 model input of frame ``index`` (a copy; the cache stays intact)."""
@@ -155,7 +157,7 @@ class LazyFrames:
             thread.join(timeout=10.0)
         self._release()
 
-    def _release(self) -> None:
+    def _release(self) -> None:  # noqa: B027 - optional hook, most sources hold no files
         """Close files held by a subclass."""
 
     def _fetch(self, index: int, prefetching: bool = False) -> Tensor | None:

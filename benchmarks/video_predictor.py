@@ -189,7 +189,8 @@ def first_frames(src: Path, dst: Path, n: int) -> Path:
     """A folder holding links to the first ``n`` frames of ``src``."""
     dst.mkdir(parents=True, exist_ok=True)
     for path in sorted(src.glob("*.jpg"))[:n]:
-        (dst / path.name).symlink_to(path)
+        if not (dst / path.name).is_symlink():  # a --workdir kept from an earlier run
+            (dst / path.name).symlink_to(path)
     return dst
 
 

@@ -192,13 +192,11 @@ def predict_breakdown(predictor: SAM2ImagePredictor, case: Case) -> dict[str, fl
     low = torch.zeros(1, 3, predictor.model.image_size // 4, predictor.model.image_size // 4)
     hw = case.ours.shape[:2]
     with torch.inference_mode():
-        upsample = _repeat(lambda: upsample_logits(low, hw), len(clicks))
-        both = _repeat(lambda: upsample_logits(low, hw).gt_(0).numpy(), len(clicks))
+        totals["upsample logits to H x W"] = _repeat(lambda: upsample_logits(low, hw), len(clicks))
         up = upsample_logits(low, hw)
-        before = _repeat(lambda: (up > 0).float().numpy(), len(clicks))  # what predict did
-    totals["upsample logits to H x W"] = upsample
-    totals["threshold in place + numpy"] = both - upsample
-    totals["  (before: bool, then float copy)"] = before
+        totals["threshold in place + numpy"] = _repeat(lambda: up.gt_(0).numpy(), len(clicks))
+        before = _repeat(lambda: (up > 0).float().numpy(), len(clicks))
+    totals["  (was: bool, then a float copy)"] = before
     totals["predict (total)"] = total
     order = [*parts, *totals]  # parts first, in the order of the table
     return {k: 1000 * totals[k] / len(clicks) for k in dict.fromkeys(order) if k[0] != "_"}

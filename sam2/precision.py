@@ -1,26 +1,28 @@
 """Numerical precision of inference: float32 (the default, the reference's CPU numbers) or bf16.
 
 ``"bf16"`` runs the model under ``torch.autocast(device, dtype=torch.bfloat16)``: convolutions,
-linear layers, matmuls and attention take bfloat16 inputs, everything else follows its inputs,
-and the weights themselves stay float32. We chose autocast over converting the weights
-(``model.to(torch.bfloat16)``) because, measured on a 2-core CPU with bf16 matrix units
-(``benchmarks/README.md``), the speed is nearly the same (tiny encoder at 1024²: 0.61 s under
-autocast, 0.58 s with bf16 weights, 1.37 s in fp32), while autocast
+linear layers, matmuls and attention take bfloat16 inputs, other ops follow their inputs, and
+the weights stay float32. Measured on a 2-core CPU with bf16 matrix units (tiny encoder at
+1024², ``benchmarks/README.md``): fp32 1.37 s, autocast 0.61 s, weights converted with
+``model.to(torch.bfloat16)`` 0.58 s, with the same mask agreement. We chose autocast because
 
-* keeps the residual streams, LayerNorms and softmax of the image encoder and the mask decoder
-  in float32 wherever their input is float32, and casts exactly where the reference does when
-  it runs under autocast on CUDA (``sam2-model-spec.md`` §6, pitfalls 25 and 27);
-* leaves the model untouched, so a model shared with another predictor keeps its fp32
-  weights, and the random-Fourier prompt encoding keeps its float32 matrix (in bf16 it would
-  lose the precision of the point positions).
+* it casts where the reference does when it runs under CUDA autocast (``sam2-model-spec.md``
+  §6, pitfalls 25 and 27): the FPN's top-down sum and the decoder's image-side residual
+  stream stay float32, nn.LayerNorm statistics and the fused attention's softmax are
+  computed in float32, and the hand-written LayerNorm2d runs in its input's dtype;
+* it leaves the model untouched: a model shared with another predictor keeps its weights, and
+  the prompt encoder's random-Fourier matrix stays float32 (converted weights would also need
+  dtype special cases, as the FPN hands float32 features to the next layers).
 
-CPU autocast, unlike CUDA's, does not force LayerNorm or softmax to float32; they then run in
-float32 because the predictor feeds them float32 tensors.
+CPU autocast, unlike CUDA's, leaves LayerNorm in its input dtype: statistics are still
+accumulated in float32, but the output stays bfloat16 where CUDA would return float32 (in Hiera
+after its first pooling block, and in the decoder's few prompt tokens).
 
 Attention kernels: the explicit matmul → softmax → matmul path (``use_sdpa = False``) was
-meant for CPU bf16, but with torch ≥ 2.5 the fused CPU kernel gains as much from bf16 and is
-the faster of the two at every size in SAM 2, so bf16 mode keeps the fused kernel.
-:func:`prefer_explicit_attention` remains for older torch builds and for tests.
+meant for CPU bf16, but with torch 2.13 the fused CPU kernel gains from bf16 too and is as fast
+or faster at every attention shape in SAM 2 (a global Hiera block: 27 ms fused, 105 ms
+explicit), so bf16 mode keeps the fused kernel. :func:`prefer_explicit_attention` switches a
+whole model, for older torch builds and for tests.
 """
 
 from __future__ import annotations

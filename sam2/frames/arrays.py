@@ -140,9 +140,12 @@ class ArrayFrameSource(LazyFrames):
             limits = choose_limits(sample)
         return (0.0, 1.0) if limits is None else limits
 
-    def _load(self, index: int) -> Tensor:
+    def _load(self, index: int) -> np.ndarray:
+        return self._read(index)
+
+    def _to_input(self, raw: np.ndarray) -> Tensor:
         # (H, W, 1|3) -> (3, S, S); explicit limits keep preprocess from deciding per frame
-        return preprocess(self._read(index), self.image_size, self.contrast_limits)
+        return preprocess(raw, self.image_size, self.contrast_limits)
 
 
 def _open_tiff(path: Path) -> tuple[Any, list[Any]]:

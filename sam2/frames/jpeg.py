@@ -72,7 +72,7 @@ class JpegFolderSource(LazyFrames):
     def orig_hw(self) -> tuple[int, int]:
         return self._orig_hw
 
-    def _load(self, index: int) -> Tensor:
+    def _load(self, index: int) -> np.ndarray:  # (S, S, 3) uint8, resized by PIL
         from PIL import Image
 
         path = self.paths[index]
@@ -82,7 +82,9 @@ class JpegFolderSource(LazyFrames):
                     f"frame {path.name} is {img.size[1]}x{img.size[0]} (HxW) but the first frame "
                     f"is {self._orig_hw[0]}x{self._orig_hw[1]}; all frames must be the same size"
                 )
-            pixels = np.array(img.convert("RGB").resize((self.image_size, self.image_size)))
+            return np.array(img.convert("RGB").resize((self.image_size, self.image_size)))
+
+    def _to_input(self, raw: np.ndarray) -> Tensor:
         # (S, S, 3) uint8 -> float64 in [0, 1] -> (3, S, S) float32, as the reference stores it
-        unit = torch.from_numpy(pixels / 255.0).permute(2, 0, 1).to(torch.float32)
+        unit = torch.from_numpy(raw / 255.0).permute(2, 0, 1).to(torch.float32)
         return (unit - _MEAN) / _STD

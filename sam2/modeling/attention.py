@@ -117,7 +117,7 @@ class RoPEAttention(Attention):
         self.feat_sizes = tuple(feat_sizes)
         self._tables: dict[tuple[int, torch.device], Tensor] = {}
 
-    def _table(self, length: int, device: torch.device) -> Tensor:  # (L, head_dim/2, 2)
+    def _table(self, length: int, device: torch.device) -> Tensor:  # (L, head_dim/2) complex
         key = (length, device)
         if key not in self._tables:
             if length == self.feat_sizes[0] * self.feat_sizes[1]:
@@ -138,10 +138,14 @@ class RoPEAttention(Attention):
         q = apply_rope(q, table)
         n_rope = k.shape[-2] - num_k_exclude_rope
         if n_rope > 0:
-            repeats = n_rope // q.shape[-2]
-            if repeats != 1 and not self.rope_k_repeat:
+            if n_rope != q.shape[-2] and not self.rope_k_repeat:
                 raise ValueError("keys longer than queries need rope_k_repeat=True")
-            k_table = table.repeat(repeats, 1, 1) if repeats > 1 else table
-            k_rot = apply_rope(k[:, :, :n_rope], k_table)
-            k = torch.cat([k_rot, k[:, :, n_rope:]], dim=2) if num_k_exclude_rope else k_rot
+            if n_rope % q.shape[-2]:
+                raise ValueError(
+                    f"{n_rope} rotated keys are not a whole number of {q.shape[-2]}-token grids"
+                )
+            if num_k_exclude_rope:  # k is a fresh projection: rotate the grid part in place
+                k[:, :, :n_rope] = apply_rope(k[:, :, :n_rope], table)
+            else:
+                k = apply_rope(k, table)
         return self._attend(q, k, v)

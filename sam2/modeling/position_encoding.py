@@ -111,7 +111,7 @@ def get_1d_sine_pe(positions: Tensor, dim: int, temperature: float = 10000) -> T
 
 
 def axial_rope_table(head_dim: int, end_x: int, end_y: int, theta: float = 10000.0) -> Tensor:
-    """cos/sin of 2D axial RoPE angles for a row-major (end_y, end_x) grid: (L, head_dim/2, 2).
+    """Unit complex rotations of 2D axial RoPE for a row-major (end_y, end_x) grid: (L, head_dim/2).
 
     Head-dim pairs 0..head_dim/4-1 rotate with x, the next head_dim/4 pairs with y;
     frequency j is ``theta ** (-4j / head_dim)``.
@@ -122,16 +122,21 @@ def axial_rope_table(head_dim: int, end_x: int, end_y: int, theta: float = 10000
     t_x = t % end_x
     t_y = torch.div(t, end_x, rounding_mode="floor")
     angles = torch.cat([torch.outer(t_x, freqs), torch.outer(t_y, freqs)], dim=-1)  # (L, hd/2)
-    return torch.stack([angles.cos(), angles.sin()], dim=-1)
+    return torch.polar(torch.ones_like(angles), angles)
 
 
 def apply_rope(x: Tensor, table: Tensor) -> Tensor:
-    """Rotate consecutive pairs of the last dim of ``x`` (..., L, D) by ``table`` (L, D/2, 2).
+    """Rotate consecutive pairs of the last dim of ``x`` (..., L, D) by ``table`` (L, D/2).
 
-    Computed in float32 (the rotation is precision-sensitive) and cast back to ``x``'s dtype.
+    One complex multiply in float32 (the rotation is precision-sensitive), cast back to ``x``'s
+    dtype. ``x`` may hold several L-grids back to back (..., R * L, D): each gets the same table.
     """
-    pairs = x.float().unflatten(-1, (-1, 2))  # (..., L, D/2, 2)
-    re, im = pairs[..., 0], pairs[..., 1]
-    cos, sin = table[..., 0], table[..., 1]
-    out = torch.stack([re * cos - im * sin, re * sin + im * cos], dim=-1)
-    return out.flatten(-2).to(x.dtype)
+    length = table.shape[0]
+    pairs = x.float().unflatten(-1, (-1, 2))  # (..., R*L, D/2, 2)
+    if pairs.stride(-1) != 1 or any(s % 2 for s in pairs.stride()[:-1]):
+        pairs = pairs.contiguous()
+    z = torch.view_as_complex(pairs)  # (..., R*L, D/2)
+    if z.shape[-2] != length:
+        z = z.unflatten(-2, (-1, length))  # (..., R, L, D/2)
+    rotated = torch.view_as_real(z * table).flatten(-2)  # (..., [R,] L, D)
+    return rotated.reshape(x.shape).to(x.dtype)

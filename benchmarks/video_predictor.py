@@ -101,7 +101,10 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
 
     torch.manual_seed(0)
     overrides = [f"++model.image_size={job['image_size']}"]
-    predictor = build(job["config"], job["ckpt"], device="cpu", hydra_overrides_extra=overrides)
+    extra = {"precision": job["precision"]} if impl == "ours" else {}
+    predictor = build(
+        job["config"], job["ckpt"], device="cpu", hydra_overrides_extra=overrides, **extra
+    )
     rss_model = _rss_mib()
     build_s = time.perf_counter() - start
 
@@ -277,10 +280,14 @@ def bench_speed(args: argparse.Namespace, work: Path, ckpt: Path, site: Path) ->
     video = work / f"speed_{args.speed_frames}"
     points = make_video(video, args.speed_frames, (480, 640), n_cells=max(n_objects) + 1)
     results: dict[tuple[int, str], dict[str, Any]] = {}
+    runs = [("ours", "fp32"), ("reference", "fp32")]
+    if args.bf16:
+        runs.append(("ours", "bf16"))
     for k in n_objects:
-        for impl in ("ours", "reference"):
+        for impl, precision in runs:
             job = {
                 "impl": impl,
+                "precision": precision,
                 "config": args.config,
                 "ckpt": str(ckpt),
                 "video": str(video),
@@ -289,16 +296,21 @@ def bench_speed(args: argparse.Namespace, work: Path, ckpt: Path, site: Path) ->
                 "frames": args.speed_frames,
                 "ours_options": args.ours_options,
             }
-            _log(f"speed: {impl}, {k} object(s), input {args.speed_image_size} ...")
-            results[(k, impl)] = measure(job, args, site, args.retries)
+            _log(f"speed: {impl} {precision}, {k} object(s), input {args.speed_image_size} ...")
+            results[(k, impl if precision == "fp32" else f"{impl} {precision}")] = measure(
+                job, args, site, args.retries
+            )
     rows = []
-    for k in n_objects:
-        o, f = results[(k, "ours")], results[(k, "reference")]
+    labels = ["fp32", "bf16"] if args.bf16 else ["fp32"]
+    for k, label in [(k, p) for k in n_objects for p in labels]:
+        o = results[(k, "ours" if label == "fp32" else f"ours {label}")]
+        f = results[(k, "reference")]
         ow, fw = _mean(o["wall_s"]), _mean(f["wall_s"])
         oc, fc = _mean(o["cpu_s"]), _mean(f["cpu_s"])
         rows.append(
             [
                 str(k),
+                label,
                 f"{ow:.2f}",
                 f"{fw:.2f}",
                 f"{ow / fw:.2f}",
@@ -312,13 +324,15 @@ def bench_speed(args: argparse.Namespace, work: Path, ckpt: Path, site: Path) ->
         )
     tracked = args.speed_frames - 1
     header = (
-        f"Speed: {args.config}, input {args.speed_image_size}x{args.speed_image_size}, fp32, "
+        f"Speed: {args.config}, input {args.speed_image_size}x{args.speed_image_size}, the "
+        "reference in fp32, ours in fp32 and (with --bf16) bf16 autocast, "
         f"{args.speed_frames} JPEG frames of 480x640, clicks on frame 0, mean over the "
         f"{tracked} tracked frames; {o['threads']} torch threads{_options(args)}\n"
     )
     return header + _table(
         [
             "objects",
+            "ours precision",
             "ours s/frame",
             "ref s/frame",
             "ours/ref",
@@ -443,6 +457,7 @@ def main(argv: list[str] | None = None) -> None:
         help="frames of the speed video (from the 8th on, a frame attends to all 7 memories)",
     )
     parser.add_argument("--objects", default="1,5", help="object counts of the speed runs")
+    parser.add_argument("--bf16", action="store_true", help="also time ours with precision='bf16'")
     parser.add_argument(
         "--retries",
         type=int,

@@ -29,6 +29,7 @@ from sam2.modeling.position_encoding import PositionEmbeddingSine
 from sam2.modeling.prompt_encoder import PromptEncoder
 from sam2.modeling.sam2_model import SAM2Model
 from sam2.modeling.two_way_transformer import TwoWayTransformer
+from sam2.precision import Precision
 
 if TYPE_CHECKING:
     from sam2.sam2_video_predictor import SAM2VideoPredictor
@@ -228,6 +229,7 @@ def build_sam2_video_predictor(
     hydra_overrides_extra: Iterable[str] = (),
     apply_postprocessing: bool = True,
     vos_optimized: bool = False,
+    precision: Precision = "fp32",
     **kwargs: Any,
 ) -> SAM2VideoPredictor:
     """SAM 2 video predictor. With post-processing (the default, as in the reference), masks
@@ -235,6 +237,7 @@ def build_sam2_video_predictor(
 
     Overrides may also set the predictor's options (``fill_hole_area``, ``non_overlap_masks``,
     ``add_all_frames_to_correct_as_cond``, ``clear_non_cond_mem_around_input``).
+    ``precision="bf16"`` runs the model under bfloat16 autocast (:mod:`sam2.precision`).
     """
     from sam2.sam2_video_predictor import SAM2VideoPredictor
 
@@ -251,7 +254,7 @@ def build_sam2_video_predictor(
         )
     model = build_model(config)
     _finish(model, ckpt_path, config, device, mode)
-    return SAM2VideoPredictor(model, **options)
+    return SAM2VideoPredictor(model, precision=precision, **options)
 
 
 def build_sam2_video_predictor_hf(model_id: str, **kwargs: Any) -> SAM2VideoPredictor:

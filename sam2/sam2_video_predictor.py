@@ -8,10 +8,14 @@ Memory: by default only what the next frames can use is kept (conditioning frame
 ``num_maskmem - 1`` memories, ≤ 16 object pointers per object), so memory does not grow with
 the stack. ``init_state(..., keep_history=True)`` keeps every output as the reference does,
 which makes later corrections on any tracked frame behave exactly like it.
+
+``precision="bf16"`` runs every model step under bfloat16 autocast (see :mod:`sam2.precision`);
+masks handed out are float32 either way.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Hashable, Iterator
 from typing import Any
 
@@ -22,6 +26,7 @@ from torch import Tensor
 
 from sam2.modeling.sam2_model import NO_OBJ_SCORE, ImageFeatures, SAM2Model
 from sam2.postprocess import apply_non_overlapping_constraints
+from sam2.precision import Precision, autocast_context, check_precision
 from sam2.prompts import validate_box, validate_points
 from sam2.video.memory import FrameOutput
 from sam2.video.session import ObjectState, PointPrompt, VideoSession
@@ -40,9 +45,11 @@ class SAM2VideoPredictor:
         non_overlap_masks: bool = False,
         clear_non_cond_mem_around_input: bool = False,
         add_all_frames_to_correct_as_cond: bool = False,
+        precision: Precision = "fp32",
         **kwargs: Any,
     ) -> None:
         self.model = model
+        self.precision: Precision = check_precision(precision, model.device)
         self.fill_hole_area = int(fill_hole_area)
         self.non_overlap_masks = non_overlap_masks
         self.clear_non_cond_mem_around_input = clear_non_cond_mem_around_input
@@ -94,10 +101,15 @@ class SAM2VideoPredictor:
         """Forget all objects, prompts and results (frames stay open)."""
         inference_state.objects.clear()
 
+    def _autocast(self) -> contextlib.AbstractContextManager[None]:
+        """Around model calls only: autocast must not leak into a caller between yields."""
+        return autocast_context(self.precision, self.device)
+
     def _features(self, session: VideoSession, frame_idx: int) -> ImageFeatures:
         if session._cached is None or session._cached[0] != frame_idx:
             image = session.frames.get(frame_idx).to(self.device, self.model.dtype)[None]
-            session._cached = (frame_idx, self.model.encode_image(image))
+            with self._autocast():
+                session._cached = (frame_idx, self.model.encode_image(image))
         return session._cached[1]
 
     # ------------------------------------------------------------------ prompts
@@ -208,18 +220,20 @@ class SAM2VideoPredictor:
             prev = obj.output_on(frame_idx, prefer_cond=is_cond)
             if prev is not None and prev.pred_masks is not None:
                 prev_logits = torch.clamp(prev.pred_masks.to(self.device), -32.0, 32.0)
-        step = track_step(
-            self.model,
-            self._features(session, frame_idx),
-            ctx,
-            session.maskmem_pos_enc,
-            point_coords=prompt.coords if prompt else None,
-            point_labels=prompt.labels if prompt else None,
-            mask_inputs=mask,
-            prev_mask_logits=prev_logits,
-            run_mem_encoder=False,
-            fill_hole_area=self.fill_hole_area,
-        )
+        feats = self._features(session, frame_idx)
+        with self._autocast():
+            step = track_step(
+                self.model,
+                feats,
+                ctx,
+                session.maskmem_pos_enc,
+                point_coords=prompt.coords if prompt else None,
+                point_labels=prompt.labels if prompt else None,
+                mask_inputs=mask,
+                prev_mask_logits=prev_logits,
+                run_mem_encoder=False,
+                fill_hole_area=self.fill_hole_area,
+            )
         obj.pending[frame_idx] = (step.output, is_cond)
         return frame_idx, session.obj_ids, self._frame_masks(session, frame_idx, is_cond)
 
@@ -241,8 +255,9 @@ class SAM2VideoPredictor:
 
     def _to_video_res(self, session: VideoSession, masks: Tensor) -> Tensor:
         h, w = session.video_height, session.video_width
+        masks = masks.float()
         if masks.shape[-2:] != (h, w):
-            masks = F.interpolate(masks.float(), size=(h, w), mode="bilinear", align_corners=False)
+            masks = F.interpolate(masks, size=(h, w), mode="bilinear", align_corners=False)
         return apply_non_overlapping_constraints(masks) if self.non_overlap_masks else masks
 
     # ------------------------------------------------------------------ propagation
@@ -259,7 +274,8 @@ class SAM2VideoPredictor:
                         continue
                     if out.maskmem_features is None:
                         feats = self._features(session, frame_idx)
-                        out.maskmem_features, pos = encode_output_memory(self.model, feats, out)
+                        with self._autocast():
+                            out.maskmem_features, pos = encode_output_memory(self.model, feats, out)
                         if session.maskmem_pos_enc is None:
                             session.maskmem_pos_enc = pos[0:1].clone()
                     obj.bank.add(frame_idx, out, conditioning=is_cond)
@@ -323,14 +339,16 @@ class SAM2VideoPredictor:
                 self._clear_tracked_around(obj, frame_idx)
         else:
             ctx = obj.bank.select(frame_idx, reverse, session.num_frames, self.rules)
-            step = track_step(
-                self.model,
-                self._features(session, frame_idx),
-                ctx,
-                session.maskmem_pos_enc,
-                run_mem_encoder=True,
-                fill_hole_area=self.fill_hole_area,
-            )
+            feats = self._features(session, frame_idx)
+            with self._autocast():
+                step = track_step(
+                    self.model,
+                    feats,
+                    ctx,
+                    session.maskmem_pos_enc,
+                    run_mem_encoder=True,
+                    fill_hole_area=self.fill_hole_area,
+                )
             if session.maskmem_pos_enc is None and step.maskmem_pos_enc is not None:
                 session.maskmem_pos_enc = step.maskmem_pos_enc[0:1].clone()
             obj.bank.add(frame_idx, step.output, conditioning=False)

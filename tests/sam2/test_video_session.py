@@ -157,3 +157,34 @@ def test_empty_and_flat_videos_are_refused(predictor: SAM2VideoPredictor) -> Non
         predictor.init_state(np.zeros((0, 10, 10), np.uint8))
     with pytest.raises(ValueError):
         predictor.init_state(np.zeros((10, 10), np.uint8))
+
+
+def test_bf16_tracking_agrees_with_fp32_and_keeps_autocast_inside(
+    predictor: SAM2VideoPredictor, stack: np.ndarray
+) -> None:
+    """bf16 masks are float32 and overlap the fp32 ones; the caller's code between frames never
+    runs under autocast (it would leak into whatever the caller computes)."""
+    bf16 = SAM2VideoPredictor(predictor.model, fill_hole_area=8, precision="bf16")
+    fp32 = SAM2VideoPredictor(predictor.model, fill_hole_area=8)
+    results = []
+    for video_predictor in (fp32, bf16):
+        state = video_predictor.init_state(stack)
+        _click(video_predictor, state)
+        logits = []
+        for _, _, m in video_predictor.propagate_in_video(state, max_frame_num_to_track=6):
+            assert not torch.is_autocast_enabled("cpu")
+            assert m.dtype == torch.float32
+            logits.append(m[0, 0].clone())
+        results.append(logits)
+    assert not any(torch.equal(a, b) for a, b in zip(*results))  # bf16 did run
+    ious = []
+    for a, b in zip(*results):
+        union = ((a > 0) | (b > 0)).sum().item()
+        ious.append(1.0 if union == 0 else ((a > 0) & (b > 0)).sum().item() / union)
+    assert len(ious) == 7
+    assert float(np.mean(ious)) >= 0.9, ious
+
+
+def test_bad_precision_is_explained(predictor: SAM2VideoPredictor) -> None:
+    with pytest.raises(ValueError, match="precision must be one of 'fp32', 'bf16'"):
+        SAM2VideoPredictor(predictor.model, precision="fp16")  # type: ignore[arg-type]

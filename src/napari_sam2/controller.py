@@ -32,6 +32,7 @@ from napari_sam2.layers import (
     toggle_polarity,
 )
 from napari_sam2.models import PredictorFactory
+from napari_sam2.propagation import Direction, Propagation, plan_propagation
 
 if TYPE_CHECKING:
     import napari
@@ -132,12 +133,18 @@ class SegmentController:
         self._points: Points | None = None
         self._labels: Labels | None = None
         self._writer: LabelsWriter | None = None
+        self._propagation: Propagation | None = None
 
     # -------------------------------------------------------------- state
     @property
     def busy(self) -> bool:
         """True while a model load or slice embedding runs in a worker."""
         return self._worker is not None
+
+    @property
+    def propagating(self) -> bool:
+        """True while a propagation worker runs."""
+        return self._propagation is not None and self._propagation.running
 
     @property
     def points_layer(self) -> Points | None:
@@ -269,6 +276,57 @@ class SegmentController:
         for object_id in sorted(ids):
             self._predict_and_write(predictor, plane, object_id)
 
+    def propagate(
+        self,
+        direction: Direction = "forward",
+        frame_range: tuple[int, int] | None = None,
+        axis: int | None = None,
+    ) -> Propagation | None:
+        """Track every prompted object from the current frame through the stack.
+
+        ``axis`` is the video axis (default: T, else Z, else the first leading axis). Frames
+        are written into the output layer as they are done; :meth:`stop` keeps them.
+        """
+        from napari_sam2.axes import stack_axis
+
+        if self.propagating:
+            self._fail("a propagation is already running: stop it first")
+            return None
+        try:
+            line = plane_index(self.image_layer, self.viewer.dims)
+            axis = stack_axis(self.image_layer) if axis is None else int(axis)
+            plan = plan_propagation(
+                self.image_layer,
+                self.points_layer,
+                line,
+                -1 if axis is None else axis,
+                direction,
+                frame_range,
+            )
+            labels = self.ensure_labels_layer()
+        except ValueError as exc:
+            self._fail(str(exc))
+            return None
+        run = Propagation(self.viewer, self.image_layer, labels, plan)
+        run.status.connect(self._relay_status)
+        run.finished.connect(self._on_propagation_finished)
+        self._propagation = run
+        low, high = self.image_layer.contrast_limits
+        run.start(self._factory, (float(low), float(high)))
+        self.busy_changed.emit(True)
+        return run
+
+    def _relay_status(self, text: str) -> None:
+        self.status.emit(text)
+
+    def _on_propagation_finished(self) -> None:
+        self.busy_changed.emit(self.busy)
+
+    def stop(self) -> None:
+        """Stop a running propagation after the frame in flight; finished frames stay."""
+        if self._propagation is not None:
+            self._propagation.stop()
+
     def clear_object(self) -> None:
         """Remove the current object's mask and prompts from the current slice only."""
         try:
@@ -291,7 +349,9 @@ class SegmentController:
         self.status.emit(f"object {self.object_id} cleared on {where} ({cleared} px)")
 
     def close(self) -> None:
-        """Stop listening to layers; a running embedding finishes but is ignored."""
+        """Stop listening to layers and any propagation; a running embedding finishes but is
+        ignored."""
+        self.stop()
         self.live = False
         self._disconnect_points()
         self._pending.clear()

@@ -27,6 +27,11 @@ PredictorFactory = Callable[[], "SAM2ImagePredictor"]
 LOCAL_CHECKPOINT = "local checkpoint…"
 
 
+#: The model is shared by clicks (image predictor) and propagation (video predictor): build it
+#: with the video builder's memory setting, which image predictions never use.
+VIDEO_OVERRIDES = ("++model.binarize_mask_from_pts_for_mem_enc=true",)
+
+
 def hub_model_ids() -> list[str]:
     """The eight released model ids, SAM 2.1 first (they are better at the same cost)."""
     from sam2.hub import HF_MODEL_ID_TO_FILENAMES
@@ -87,7 +92,11 @@ def _load_predictor(
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
     if model != LOCAL_CHECKPOINT:
-        return SAM2ImagePredictor.from_pretrained(model, device=device)
+        from sam2.build_sam import build_sam2_hf
+
+        return SAM2ImagePredictor(
+            build_sam2_hf(model, device=device, hydra_overrides_extra=VIDEO_OVERRIDES)
+        )
     if not checkpoint:
         raise ValueError("choose a checkpoint file (.pt or .safetensors) for 'local checkpoint…'")
     config = config or config_for_checkpoint(checkpoint)
@@ -98,4 +107,6 @@ def _load_predictor(
         )
     from sam2.build_sam import build_sam2
 
-    return SAM2ImagePredictor(build_sam2(config, str(checkpoint), device=device))
+    return SAM2ImagePredictor(
+        build_sam2(config, str(checkpoint), device=device, hydra_overrides_extra=VIDEO_OVERRIDES)
+    )

@@ -2,100 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
-from napari.layers import Labels, Points
+from napari.layers import Points
 from napari.utils.key_bindings import KeyBinding
-from napari.utils.notifications import NotificationSeverity, notification_manager
+from napari.utils.notifications import notification_manager
 
-from napari_sam2.controller import SegmentController
 from napari_sam2.models import LOCAL_CHECKPOINT
-from napari_sam2.widgets.segment import SegmentWidget
+from tests.plugin.session import Session, errors_after, on_frame
 
 pytestmark = pytest.mark.gui
-WAIT_MS = 60_000  # model load + embedding on 2 shared CPU cores
-
-
-@pytest.fixture(scope="module")
-def fast_predictor() -> Any:
-    """A random-weight SAM 2.1 tiny at 256 px: real code paths, ~0.2 s per embedding."""
-    from sam2.build_sam import build_sam2
-    from sam2.sam2_image_predictor import SAM2ImagePredictor
-
-    model = build_sam2("tiny", device="cpu", hydra_overrides_extra=["++model.image_size=256"])
-    return SAM2ImagePredictor(model)
-
-
-class Session:
-    """A viewer with a sample opened and the widget added through the manifest."""
-
-    def __init__(self, viewer: Any, widget: SegmentWidget, qtbot: Any) -> None:
-        self.viewer, self.widget, self.qtbot = viewer, widget, qtbot
-
-    @property
-    def controller(self) -> SegmentController:
-        return self.widget._controller(notify=False)
-
-    @property
-    def points(self) -> Points:
-        points = self.controller.points_layer
-        assert points is not None
-        return points
-
-    @property
-    def labels(self) -> Labels:
-        labels = self.controller.labels_layer
-        assert labels is not None
-        return labels
-
-    def wait(self) -> None:
-        """Wait until no embedding worker runs (its result is written before it finishes)."""
-        self.qtbot.waitUntil(lambda: not self.controller.busy, timeout=WAIT_MS)
-
-    def click(self, *coords: float) -> None:
-        """What a click in 'add' mode does: append a point, then let live mode segment."""
-        self.points.add(list(coords))
-        self.wait()
-
-
-@pytest.fixture
-def open_session(
-    make_napari_viewer: Callable[..., Any], qtbot: Any, fast_predictor: Any
-) -> Iterator[Callable[[str | None], Session]]:
-    """Open a sample (or nothing), add the widget via the manifest, inject the fast model."""
-    sessions: list[Session] = []
-
-    def factory(sample: str | None = "cells_timelapse") -> Session:
-        viewer = make_napari_viewer()
-        if sample is not None:
-            viewer.open_sample("napari-sam2", sample)
-        _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2 segmentation")
-        assert isinstance(widget, SegmentWidget)
-        widget.set_model_factory(lambda: fast_predictor)
-        sessions.append(Session(viewer, widget, qtbot))
-        return sessions[-1]
-
-    yield factory
-    for session in sessions:  # never leave a worker running into the viewer's teardown
-        for controller in session.widget._controllers.values():
-            qtbot.waitUntil(lambda c=controller: not c.busy, timeout=WAIT_MS)
-
-
-def _errors_after(start: int) -> list[str]:
-    return [
-        str(n.message)
-        for n in notification_manager.records[start:]
-        if n.severity == NotificationSeverity.ERROR
-    ]
-
-
-def _on_frame(session: Session, t: int) -> None:
-    session.viewer.dims.set_current_step(0, t)
-    session.widget._on_add_points()
-    session.wait()
 
 
 def test_widget_lists_models_and_devices(open_session: Callable[..., Session]) -> None:
@@ -118,7 +37,7 @@ def test_widget_lists_models_and_devices(open_session: Callable[..., Session]) -
 def test_click_segments_only_the_current_frame(open_session: Callable[..., Session]) -> None:
     """A click on frame 5 writes object 1 into a new uint32 Labels layer on frame 5 only."""
     session = open_session()
-    _on_frame(session, 5)
+    on_frame(session, 5)
     assert session.viewer.layers.selection.active is session.points
     assert session.points.mode == "add"
     session.click(5, 128, 128)
@@ -133,7 +52,7 @@ def test_click_segments_only_the_current_frame(open_session: Callable[..., Sessi
 def test_second_object_leaves_the_first_untouched(open_session: Callable[..., Session]) -> None:
     """After "New object" a click writes id 2 and never changes a pixel of object 1."""
     session = open_session()
-    _on_frame(session, 3)
+    on_frame(session, 3)
     session.click(3, 128, 128)
     first = session.labels.data == 1
     session.widget._on_new_object()
@@ -151,7 +70,7 @@ def test_cached_frame_answers_a_click_without_a_worker(
 ) -> None:
     """Once a frame is embedded, a click is segmented at once on the main thread."""
     session = open_session()
-    _on_frame(session, 2)
+    on_frame(session, 2)
     session.points.add([2, 100, 100])
     assert not session.controller.busy
     assert (session.labels.data[2] == 1).any()
@@ -160,7 +79,7 @@ def test_cached_frame_answers_a_click_without_a_worker(
 def test_moving_and_removing_points_update_the_mask(open_session: Callable[..., Session]) -> None:
     """Live mode re-segments when a point moves, and removes our mask when none is left."""
     session = open_session("cells_2d")
-    _on_frame(session, 0)
+    on_frame(session, 0)
     session.click(128, 128)
     before = session.labels.data.copy()
     session.points.data = np.array([[40.0, 200.0]])  # a drag ends with a "changed" event
@@ -175,7 +94,7 @@ def test_a_point_on_another_frame_segments_that_frame(
 ) -> None:
     """Live mode segments the frame a point lies on, even when another frame is shown."""
     session = open_session()
-    _on_frame(session, 2)
+    on_frame(session, 2)
     session.click(9, 128, 128)
     assert session.labels.data[9].any()
     assert not np.delete(session.labels.data, 9, axis=0).any()
@@ -184,7 +103,7 @@ def test_a_point_on_another_frame_segments_that_frame(
 def test_removing_the_dock_stops_live_segmentation(open_session: Callable[..., Session]) -> None:
     """After the widget is closed, new points no longer write masks."""
     session = open_session()
-    _on_frame(session, 2)
+    on_frame(session, 2)
     session.click(2, 128, 128)
     before = session.labels.data.copy()
     points, labels = session.points, session.labels
@@ -199,7 +118,7 @@ def test_undo_takes_back_one_segmentation(open_session: Callable[..., Session]) 
     """Labels undo restores the mask before the last click, then the empty slice, even after
     the viewer moved to another frame."""
     session = open_session()
-    _on_frame(session, 7)
+    on_frame(session, 7)
     session.click(7, 128, 128)
     first = session.labels.data.copy()
     session.click(7, 60, 60)
@@ -214,7 +133,7 @@ def test_undo_takes_back_one_segmentation(open_session: Callable[..., Session]) 
 def test_toggle_key_makes_negative_points(open_session: Callable[..., Session]) -> None:
     """Pressing T on the prompt layer makes the next point negative (red) and says so."""
     session = open_session()
-    _on_frame(session, 0)
+    on_frame(session, 0)
     session.click(0, 128, 128)
     session.points.selected_data = set()
     session.points.keymap[KeyBinding.from_str("T")](session.points)
@@ -227,7 +146,7 @@ def test_clear_object_empties_only_this_frame(open_session: Callable[..., Sessio
     """Clear object removes the object's mask and points on the current frame only."""
     session = open_session()
     for t in (4, 6):
-        _on_frame(session, t)
+        on_frame(session, t)
         session.click(t, 128, 128)
     session.widget._on_clear_object()
     assert not session.labels.data[6].any() and session.labels.data[4].any()
@@ -245,7 +164,7 @@ def test_existing_labels_layer_only_gets_empty_pixels(
     session.widget._labels_combo.set_layer(layer)
     session.widget._on_labels_changed()
     assert session.widget._object_spin.value() == 6
-    _on_frame(session, 0)
+    on_frame(session, 0)
     session.click(128, 130)
     assert np.array_equal(layer.data[:, :128], user[:, :128])
     assert set(np.unique(layer.data[:, 128:])) <= {0, 6}
@@ -267,7 +186,7 @@ def test_contrast_limits_reach_the_model(
     session.widget.set_model_factory(lambda: Recording(fast_predictor.model))
     image = session.controller.image_layer
     image.contrast_limits = (300.0, 2000.0)
-    _on_frame(session, 0)
+    on_frame(session, 0)
     session.click(128, 128)
     image.contrast_limits = (0.0, 5000.0)
     session.click(100, 100)
@@ -281,18 +200,18 @@ def test_no_image_layer_is_a_notification(open_session: Callable[..., Session]) 
     start = len(notification_manager.records)
     session.widget._on_segment()
     session.widget._on_add_points()
-    assert any("Open an image first" in m for m in _errors_after(start))
+    assert any("Open an image first" in m for m in errors_after(start))
 
 
 def test_point_outside_the_image_is_a_notification(open_session: Callable[..., Session]) -> None:
     """A point off the image is reported and the existing mask is kept."""
     session = open_session()
-    _on_frame(session, 1)
+    on_frame(session, 1)
     session.click(1, 128, 128)
     kept = session.labels.data.copy()
     start = len(notification_manager.records)
     session.click(1, 300, 20)
-    assert any("lies outside the image (256×256" in m for m in _errors_after(start))
+    assert any("lies outside the image (256×256" in m for m in errors_after(start))
     np.testing.assert_array_equal(session.labels.data, kept)
 
 
@@ -301,10 +220,10 @@ def test_point_beyond_the_last_frame_is_a_notification(
 ) -> None:
     """A point on a frame the image does not have is reported, not segmented."""
     session = open_session()
-    _on_frame(session, 0)
+    on_frame(session, 0)
     start = len(notification_manager.records)
     session.click(30, 128, 128)
-    assert any("a point lies on t=30, outside image" in m for m in _errors_after(start))
+    assert any("a point lies on t=30, outside image" in m for m in errors_after(start))
 
 
 def test_prompt_layers_of_the_wrong_dimension_are_refused(
@@ -318,7 +237,7 @@ def test_prompt_layers_of_the_wrong_dimension_are_refused(
     start = len(notification_manager.records)
     session.widget._points_combo.set_layer(cube)
     session.widget._on_points_changed()
-    assert any("'4d points' has 4 dimension(s)" in m for m in _errors_after(start))
+    assert any("'4d points' has 4 dimension(s)" in m for m in errors_after(start))
     assert session.controller.points_layer is None
     assert session.widget._points_combo.layer is None
 
@@ -331,8 +250,8 @@ def test_missing_checkpoint_is_a_notification(open_session: Callable[..., Sessio
     widget._model_combo.setCurrentText(LOCAL_CHECKPOINT)
     assert not widget._checkpoint_edit.isHidden()
     start = len(notification_manager.records)
-    _on_frame(session, 0)
+    on_frame(session, 0)
     session.click(128, 128)
-    errors = _errors_after(start)
+    errors = errors_after(start)
     assert any("Could not load the SAM 2 model" in m and "not found" in m for m in errors)
     assert not session.labels.data.any()

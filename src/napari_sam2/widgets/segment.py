@@ -30,7 +30,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_sam2.axes import axis_name, stack_axis
+from napari_sam2.axes import axis_name, layer_array, stack_axis
 from napari_sam2.controller import SegmentController
 from napari_sam2.models import (
     LOCAL_CHECKPOINT,
@@ -40,6 +40,7 @@ from napari_sam2.models import (
     hub_model_ids,
     model_factory,
 )
+from napari_sam2.propagation import DIRECTIONS
 from napari_sam2.widgets._layer_combo import LayerCombo
 
 if TYPE_CHECKING:
@@ -125,6 +126,26 @@ class SegmentWidget(QWidget):
         self._live_check = QCheckBox("Segment on every point change")
         self._live_check.setChecked(True)
         self._segment_button = QPushButton("Segment")
+        self._axis_combo = QComboBox()
+        self._axis_combo.setToolTip("The stack axis SAM 2 tracks through (its video axis)")
+        self._direction_combo = QComboBox()
+        self._direction_combo.addItems(list(DIRECTIONS))
+        self._direction_combo.setToolTip(
+            "From the frame on screen towards the end, the start, or both"
+        )
+        self._range_check = QCheckBox("Only frames")
+        self._first_spin = QSpinBox()
+        self._last_spin = QSpinBox()
+        for spin in (self._first_spin, self._last_spin):
+            spin.setEnabled(False)
+        self._propagate_button = QPushButton("Propagate")
+        self._propagate_button.setToolTip(
+            "Track every object with points on this stack through the frames; masks appear as "
+            "frames are done"
+        )
+        self._stop_button = QPushButton("Stop")
+        self._stop_button.setEnabled(False)
+        self._stop_button.setToolTip("Stop after the current frame; finished frames are kept")
         self._status_label = QLabel("Choose an image, press Add points, click on an object.")
         help_label = QLabel(HELP)
         for label in (self._stack_label, self._status_label, help_label):
@@ -155,8 +176,23 @@ class SegmentWidget(QWidget):
         object_form.addRow(self._live_check)
         object_form.addRow(self._segment_button)
 
+        self._propagate_box = QGroupBox("Propagate through the stack")
+        propagate_form = QFormLayout(self._propagate_box)
+        propagate_form.addRow("Video axis", self._axis_combo)
+        propagate_form.addRow("Direction", self._direction_combo)
+        range_row = _row(self._range_check, self._first_spin, QLabel("to"), self._last_spin)
+        propagate_form.addRow(range_row)
+        propagate_form.addRow(_row(self._propagate_button, self._stop_button))
+
         layout = QVBoxLayout(self)
-        for widget in (model_box, layers_box, object_box, help_label, self._status_label):
+        for widget in (
+            model_box,
+            layers_box,
+            object_box,
+            self._propagate_box,
+            help_label,
+            self._status_label,
+        ):
             layout.addWidget(widget)
         layout.addStretch(1)
         self._show_local_controls(False)
@@ -175,6 +211,10 @@ class SegmentWidget(QWidget):
         self._clear_object_button.clicked.connect(self._on_clear_object)
         self._live_check.toggled.connect(self._on_live_toggled)
         self._segment_button.clicked.connect(self._on_segment)
+        self._range_check.toggled.connect(self._first_spin.setEnabled)
+        self._range_check.toggled.connect(self._last_spin.setEnabled)
+        self._propagate_button.clicked.connect(self._on_propagate)
+        self._stop_button.clicked.connect(self._on_stop)
 
     # ------------------------------------------------------------------ model
     def set_model_factory(self, factory: PredictorFactory) -> None:
@@ -244,14 +284,22 @@ class SegmentWidget(QWidget):
             self._stack_label.setText("No image layer open.")
             return
         axis = stack_axis(image)
+        shape = layer_array(image).shape
+        self._axis_combo.clear()
+        self._propagate_box.setEnabled(axis is not None)
         if axis is None:
             self._stack_label.setText("2D image.")
         else:
-            size = image.data.shape[axis] if not image.multiscale else image.data[0].shape[axis]
+            size = shape[axis]
             self._stack_label.setText(
                 f"Stack axis {axis_name(image, axis)} ({size} planes): the current slice is "
                 "segmented."
             )
+            for leading in range(image.ndim - 2):
+                self._axis_combo.addItem(f"{axis_name(image, leading)} ({shape[leading]})", leading)
+            self._axis_combo.setCurrentIndex(axis)
+            self._axis_combo.setVisible(image.ndim > 3)
+            self._set_range_limits(size)
         self._sync_layers()
 
     def _sync_layers(self) -> None:
@@ -323,6 +371,30 @@ class SegmentWidget(QWidget):
         for controller in self._controllers.values():
             controller.live = live
 
+    def _set_range_limits(self, size: int) -> None:
+        for spin in (self._first_spin, self._last_spin):
+            spin.setRange(0, max(size - 1, 0))
+        self._first_spin.setValue(0)
+        self._last_spin.setValue(max(size - 1, 0))
+
+    def _on_propagate(self) -> None:
+        controller = self._controller()
+        if controller is None:
+            return
+        axis = self._axis_combo.currentData()
+        frame_range = None
+        if self._range_check.isChecked():
+            frame_range = (self._first_spin.value(), self._last_spin.value())
+        controller.propagate(
+            DIRECTIONS[self._direction_combo.currentIndex()],
+            frame_range,
+            None if axis is None else int(axis),
+        )
+
+    def _on_stop(self) -> None:
+        for controller in self._controllers.values():
+            controller.stop()
+
     def _on_segment(self) -> None:
         controller = self._controller()
         if controller is not None:
@@ -349,7 +421,12 @@ class SegmentWidget(QWidget):
         self._status_label.setText(text)
 
     def _on_busy(self, busy: bool) -> None:
-        self._segment_button.setText("Segment (embedding…)" if busy else "Segment")
+        controller = self._controller(notify=False)
+        propagating = controller is not None and controller.propagating
+        self._propagate_button.setEnabled(not propagating)
+        self._stop_button.setEnabled(propagating)
+        embedding = controller is not None and controller.busy
+        self._segment_button.setText("Segment (embedding…)" if embedding else "Segment")
         if not busy and "torch" in sys.modules:
             _mark_devices(self._device_combo)
 

@@ -1,0 +1,346 @@
+"""Propagating prompts through a stack with SAM 2's video predictor, in a napari worker.
+
+The stack's video axis (T or Z) becomes SAM 2's video; every other leading axis stays at the
+plane the user is looking at (a TZYX stack is tracked through T at the current z). Prompts are
+read from the Points layer on the main thread, the model runs in a generator worker, and each
+frame's masks are written into the Labels layer on the main thread as soon as they arrive, so
+the user watches the result grow, can stop at any frame, and keeps what was done. A whole run is
+one undo step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+import numpy as np
+from psygnal import Signal
+
+from napari_sam2.axes import axis_name, describe_plane, layer_array
+from napari_sam2.layers import (
+    OBJECT_ID,
+    LabelsWriter,
+    points_to_prompts,
+    prompt_planes,
+)
+from napari_sam2.models import PredictorFactory
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Image, Labels, Points
+    from napari.qt.threading import GeneratorWorker
+
+__all__ = [
+    "DIRECTIONS",
+    "Direction",
+    "FrameMasks",
+    "Propagation",
+    "PropagationPlan",
+    "plan_propagation",
+    "run_propagation",
+    "stack_view",
+]
+
+PlaneIndex = tuple[int, ...]
+Direction = Literal["forward", "backward", "both"]
+DIRECTIONS: tuple[Direction, ...] = ("forward", "backward", "both")
+Prompts = dict[int, dict[int, tuple[np.ndarray, np.ndarray]]]  # object -> frame -> (xy, labels)
+
+
+@dataclass(frozen=True)
+class PropagationPlan:
+    """What one run does: which frames, in which order, from which prompts.
+
+    ``line`` is the plane the user is on; its entry on ``axis`` is the start frame. Frames
+    ``first..last`` (inclusive) are the allowed range.
+    """
+
+    axis: int
+    line: PlaneIndex
+    first: int
+    last: int
+    direction: Direction
+    prompts: Prompts = field(repr=False)
+
+    @property
+    def start(self) -> int:
+        return self.line[self.axis]
+
+    @property
+    def passes(self) -> tuple[bool, ...]:
+        """``reverse`` flags of the passes, in order."""
+        return {"forward": (False,), "backward": (True,), "both": (False, True)}[self.direction]
+
+    def span(self, reverse: bool) -> int:
+        """Frames tracked after the start frame in one pass."""
+        return self.start - self.first if reverse else self.last - self.start
+
+    @property
+    def total(self) -> int:
+        """Frames the run yields (the start frame once per pass)."""
+        return sum(self.span(reverse) + 1 for reverse in self.passes)
+
+    def plane(self, frame: int) -> PlaneIndex:
+        return tuple(frame if a == self.axis else i for a, i in enumerate(self.line))
+
+
+@dataclass(frozen=True)
+class FrameMasks:
+    """One frame's result, from the worker: (N, H, W) bool masks of ``obj_ids``."""
+
+    frame: int
+    obj_ids: list[int]
+    masks: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Failure:
+    message: str
+
+
+def plan_propagation(
+    image: Image,
+    points: Points | None,
+    line: PlaneIndex,
+    axis: int,
+    direction: Direction = "forward",
+    frame_range: tuple[int, int] | None = None,
+) -> PropagationPlan:
+    """Read every object's prompts on the frames of ``line`` and check the request.
+
+    Raises ValueError with a sentence for the user when there is nothing to propagate.
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+    if not 0 <= axis < len(line):
+        raise ValueError(
+            f"{image.name!r} has no stack axis to propagate along: it is a single 2D image"
+        )
+    n_frames = int(layer_array(image).shape[axis])
+    first, last = (0, n_frames - 1) if frame_range is None else map(int, frame_range)
+    name = axis_name(image, axis)
+    if not 0 <= first <= last < n_frames:
+        raise ValueError(
+            f"frame range {first}..{last} is not within {name}=0..{n_frames - 1}; pick "
+            "first ≤ last inside the stack"
+        )
+    if not first <= line[axis] <= last:
+        raise ValueError(
+            f"the current {name}={line[axis]} is outside the range {first}..{last}; move the "
+            "slider into the range (propagation starts from the frame on screen)"
+        )
+    if points is None or len(points.data) == 0:
+        raise ValueError("there are no prompts yet: press 'Add points' and click on an object")
+    prompts = _prompts_on_line(image, points, line, axis)
+    if not prompts:
+        where = ", ".join(f"{axis_name(image, a)}={i}" for a, i in enumerate(line) if a != axis)
+        raise ValueError(
+            "no object has a positive point on this stack"
+            + (f" ({where})" if where else "")
+            + ": click on an object on some frame first"
+        )
+    return PropagationPlan(axis, tuple(line), first, last, direction, prompts)
+
+
+def _prompts_on_line(image: Image, points: Points, line: PlaneIndex, axis: int) -> Prompts:
+    """Objects with at least one positive point on the frames of ``line`` and their prompts."""
+    rows = list(range(len(points.data)))
+    ids = np.asarray(points.features[OBJECT_ID], dtype=np.int64)
+    groups: set[tuple[int, int]] = set()  # (object, frame)
+    for row, plane in zip(rows, prompt_planes(points, rows, image)):
+        if plane is None:  # a (y, x) prompt layer prompts the frame on screen
+            groups.add((int(ids[row]), line[axis]))
+        elif all(p == q for a, (p, q) in enumerate(zip(plane, line)) if a != axis):
+            groups.add((int(ids[row]), plane[axis]))
+    n_frames = int(layer_array(image).shape[axis])
+    prompts: Prompts = {}
+    for object_id, frame in sorted(groups):
+        if not 0 <= frame < n_frames:
+            raise ValueError(
+                f"object {object_id} has a point at {axis_name(image, axis)}={frame}, beyond "
+                f"the stack (0..{n_frames - 1}); move or delete it"
+            )
+        plane = tuple(frame if a == axis else i for a, i in enumerate(line))
+        xy, labels = points_to_prompts(points, plane, image, object_id)
+        if labels.size:
+            prompts.setdefault(object_id, {})[frame] = (xy, labels)
+    return {k: v for k, v in prompts.items() if any((lab == 1).any() for _, lab in v.values())}
+
+
+def stack_view(data: Any, line: PlaneIndex, axis: int) -> Any:
+    """The (T, H, W[, C]) frames of ``line`` along ``axis``, as a view (numpy) or lazily."""
+    key = tuple(slice(None) if a == axis else i for a, i in enumerate(line))
+    return data[key]
+
+
+def run_propagation(
+    factory: PredictorFactory,
+    data: Any,
+    limits: tuple[float, float],
+    plan: PropagationPlan,
+) -> Generator[FrameMasks | _Failure, None, None]:
+    """Worker body: yields each frame's masks as it is tracked; never touches a layer.
+
+    Expected failures (model load, unreadable data) are yielded as a message, once.
+    """
+    from sam2.checkpoint import CheckpointError
+    from sam2.hub import CheckpointDownloadError
+    from sam2.sam2_video_predictor import SAM2VideoPredictor
+
+    try:
+        base = factory()
+    except (CheckpointError, CheckpointDownloadError, ValueError, OSError, RuntimeError) as exc:
+        yield _Failure(f"Could not load the SAM 2 model: {exc}")
+        return
+    # corrections are added as conditioning frames, so re-propagation keeps them
+    video = SAM2VideoPredictor(
+        base.model,
+        fill_hole_area=8,
+        add_all_frames_to_correct_as_cond=True,
+        precision=getattr(base, "precision", "fp32"),
+    )
+    try:
+        state = video.init_state(stack_view(data, plan.line, plan.axis), contrast_limits=limits)
+    except (ValueError, TypeError, OSError, MemoryError) as exc:
+        yield _Failure(f"SAM 2 could not read the stack: {exc}")
+        return
+    try:
+        for object_id, frames in plan.prompts.items():
+            for frame, (xy, labels) in sorted(frames.items()):
+                video.add_new_points_or_box(state, frame, object_id, points=xy, labels=labels)
+        for reverse in plan.passes:
+            for frame, obj_ids, logits in video.propagate_in_video(
+                state,
+                start_frame_idx=plan.start,
+                max_frame_num_to_track=plan.span(reverse),
+                reverse=reverse,
+            ):
+                masks = (logits[:, 0] > 0).cpu().numpy()
+                yield FrameMasks(int(frame), [int(cast(int, i)) for i in obj_ids], masks)
+    finally:
+        close = getattr(state.frames, "close", None)  # stop its prefetch thread now
+        if close is not None:
+            close()
+
+
+class Propagation:
+    """One run: a generator worker whose frames are written into a Labels layer as they come.
+
+    ``stop`` asks the worker to quit after the frame in flight; frames already written stay.
+    All writes of a run are grouped into one undo step of the Labels layer.
+    """
+
+    status = Signal(str)
+    finished = Signal()
+
+    def __init__(
+        self,
+        viewer: napari.viewer.Viewer,
+        image: Image,
+        labels: Labels,
+        plan: PropagationPlan,
+    ) -> None:
+        self.viewer = viewer
+        self.image = image
+        self.labels = labels
+        self.plan = plan
+        self.frames_done = 0
+        self.stopped = False
+        self.error: str | None = None
+        self._writer = LabelsWriter(labels)
+        self._history = contextlib.ExitStack()
+        self._worker: GeneratorWorker[Any, Any, Any] | None = None
+        self._started = 0.0
+
+    @property
+    def running(self) -> bool:
+        return self._worker is not None
+
+    def start(self, factory: PredictorFactory, limits: tuple[float, float]) -> None:
+        from napari.qt.threading import create_worker
+
+        plan = self.plan
+        objects = ", ".join(str(i) for i in plan.prompts)
+        desc = f"SAM 2: propagating object(s) {objects} {plan.direction}"
+        worker = create_worker(
+            run_propagation,
+            factory,
+            layer_array(self.image),
+            limits,
+            plan,
+            _progress={"total": plan.total, "desc": desc},
+        )
+        worker.yielded.connect(self._on_yielded)
+        worker.errored.connect(self._on_errored)
+        worker.finished.connect(self._on_finished)
+        self._history.enter_context(self.labels.block_history())
+        self._worker = worker
+        self._started = time.perf_counter()
+        self.status.emit(f"propagating object(s) {objects} {plan.direction}: loading frames…")
+        worker.start()
+
+    def stop(self) -> None:
+        """Stop after the frame being tracked; what was written stays."""
+        if self._worker is not None and not self.stopped:
+            self.stopped = True
+            self._worker.quit()
+            self.status.emit("stopping after the current frame…")
+
+    def _layers_gone(self) -> str | None:
+        for role, layer in (("output Labels", self.labels), ("image", self.image)):
+            if layer not in self.viewer.layers:
+                return (
+                    f"propagation stopped: the {role} layer {layer.name!r} was removed; "
+                    f"{self.frames_done} frame(s) were done"
+                )
+        return None
+
+    def _on_yielded(self, item: FrameMasks | _Failure) -> None:
+        if isinstance(item, _Failure):
+            self._fail(item.message)
+            return
+        gone = self._layers_gone()
+        if gone is not None:
+            self._fail(gone)
+            return
+        plane = self.plan.plane(item.frame)
+        blocked = 0
+        try:
+            for object_id, mask in zip(item.obj_ids, item.masks):
+                blocked += self._writer.write(plane, object_id, mask).blocked
+        except ValueError as exc:
+            self._fail(f"propagation stopped at {describe_plane(self.image, plane)}: {exc}")
+            return
+        self.frames_done += 1
+        elapsed = time.perf_counter() - self._started
+        left = self.plan.total - self.frames_done
+        eta = elapsed / self.frames_done * left
+        note = f"; {blocked} px left to other objects" if blocked else ""
+        self.status.emit(
+            f"propagated {describe_plane(self.image, plane)} ({self.frames_done}/"
+            f"{self.plan.total}, ~{eta:.0f} s left){note}"
+        )
+
+    def _on_errored(self, exc: BaseException) -> None:
+        self._fail(f"propagation failed: {type(exc).__name__}: {exc}")
+
+    def _fail(self, message: str) -> None:
+        from napari.utils.notifications import show_error
+
+        if self.error is None:
+            self.error = message
+            show_error(message)
+            self.status.emit(message)
+        self.stop()
+
+    def _on_finished(self) -> None:
+        self._history.close()  # one undo step for the whole run
+        self._worker = None
+        if self.error is None:
+            seconds = time.perf_counter() - self._started
+            verb = "stopped after" if self.stopped else "done:"
+            self.status.emit(f"propagation {verb} {self.frames_done} frame(s) in {seconds:.1f} s")
+        self.finished.emit()

@@ -1,0 +1,179 @@
+"""Propagation from the widget: SAM 2's video predictor through a stack, written into Labels."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from napari.utils.notifications import notification_manager
+
+from napari_sam2.propagation import Propagation
+from tests.plugin.session import WAIT_MS, Session, errors_after, on_frame
+
+pytestmark = pytest.mark.gui
+
+
+def _propagate(session: Session, direction: str = "forward", **kwargs: Any) -> Propagation:
+    run = session.controller.propagate(direction, **kwargs)  # type: ignore[arg-type]
+    assert run is not None, "propagation did not start"
+    return run
+
+
+def _wait_done(session: Session) -> None:
+    session.qtbot.waitUntil(lambda: not session.controller.propagating, timeout=4 * WAIT_MS)
+
+
+def _reference_masks(
+    predictor: Any, frames: np.ndarray, limits: tuple[float, float], prompts: dict, start: int
+) -> dict[int, np.ndarray]:
+    """Object masks per frame from SAM2VideoPredictor called directly, as the plugin should."""
+    from sam2.sam2_video_predictor import SAM2VideoPredictor
+
+    video = SAM2VideoPredictor(
+        predictor.model, fill_hole_area=8, add_all_frames_to_correct_as_cond=True
+    )
+    state = video.init_state(frames, contrast_limits=limits)
+    for (frame, obj), (xy, labels) in prompts.items():
+        video.add_new_points_or_box(state, frame, obj, points=xy, labels=labels)
+    out = {}
+    for frame, ids, logits in video.propagate_in_video(state, start_frame_idx=start):
+        out[frame] = {int(i): (logits[k, 0] > 0).numpy() for k, i in enumerate(ids)}
+    return out
+
+
+def test_forward_propagation_writes_what_the_video_predictor_gives(
+    open_session: Callable[..., Session], fast_predictor: Any
+) -> None:
+    """Two objects clicked on frame 3, propagated forward: frames 4..23 hold exactly the video
+    predictor's masks, frames 0..2 stay empty, and the whole run is one undo step. (Frame 3
+    already holds the live clicks' masks, which the run may only extend into empty pixels.)"""
+    session = open_session()
+    on_frame(session, 3)
+    session.click(3, 128, 128)
+    session.widget._on_new_object()
+    session.click(3, 60, 190)
+    before = session.labels.data.copy()
+    run = _propagate(session)
+    assert session.widget._stop_button.isEnabled()
+    _wait_done(session)
+    assert run.error is None and run.frames_done == 21
+    assert not session.widget._stop_button.isEnabled()
+    labels = session.labels.data
+    assert not labels[:3].any()
+    image = session.controller.image_layer
+    limits = tuple(float(v) for v in image.contrast_limits)
+    prompts = {
+        (3, 1): (np.array([[128.0, 128.0]], np.float32), np.array([1], np.int32)),
+        (3, 2): (np.array([[190.0, 60.0]], np.float32), np.array([1], np.int32)),
+    }
+    expected = _reference_masks(fast_predictor, image.data, limits, prompts, start=3)
+    assert sorted(expected) == list(range(3, 24))
+    for frame, masks in expected.items():
+        if frame == 3:
+            assert set(np.unique(labels[3])) <= {0, 1, 2}
+            continue
+        want = np.zeros((256, 256), np.uint32)
+        want[masks[1]] = 1
+        want[masks[2] & ~masks[1]] = 2  # object 1 was written first: 2 never overwrites it
+        np.testing.assert_array_equal(labels[frame], want, err_msg=f"frame {frame}")
+    assert "propagation done: 21 frame(s)" in session.widget._status_label.text()
+    session.labels.undo()
+    np.testing.assert_array_equal(session.labels.data, before)
+
+
+def test_backward_and_range(open_session: Callable[..., Session]) -> None:
+    """Backward from frame 10 within frames 6..15 touches frames 6..10 only; 'both' within
+    the range covers 6..15 and counts the start frame once per pass."""
+    session = open_session()
+    on_frame(session, 10)
+    session.click(10, 128, 128)
+    run = _propagate(session, "backward", frame_range=(6, 15))
+    _wait_done(session)
+    assert run.frames_done == 5 and run.plan.total == 5
+    touched = {t for t in range(24) if session.labels.data[t].any()}
+    assert touched <= set(range(6, 11)) and 10 in touched
+    assert (session.labels.data[10] == 1).any()  # the prompted frame is rewritten, not lost
+    run = _propagate(session, "both", frame_range=(6, 15))
+    _wait_done(session)
+    assert run.frames_done == run.plan.total == 6 + 5
+    assert not session.labels.data[:6].any() and not session.labels.data[16:].any()
+
+
+def test_stop_keeps_the_frames_done(open_session: Callable[..., Session]) -> None:
+    """Stop after two frames: those frames are kept, later ones never written, the widget can
+    propagate again."""
+    session = open_session()
+    on_frame(session, 0)
+    session.click(0, 128, 128)
+    run = _propagate(session)
+    session.qtbot.waitUntil(lambda: run.frames_done >= 2, timeout=2 * WAIT_MS)
+    session.widget._on_stop()
+    _wait_done(session)
+    assert run.stopped and 2 <= run.frames_done < 24
+    written = [t for t in range(24) if session.labels.data[t].any()]
+    assert max(written) < run.frames_done  # only frames that were done
+    assert "stopped after" in session.widget._status_label.text()
+    assert session.widget._propagate_button.isEnabled()
+
+
+def test_removing_the_output_layer_stops_and_says_so(open_session: Callable[..., Session]) -> None:
+    """The output layer removed mid-run: the run stops with a notification, nothing raises."""
+    session = open_session()
+    on_frame(session, 0)
+    session.click(0, 128, 128)
+    start = len(notification_manager.records)
+    run = _propagate(session)
+    labels = session.labels
+    session.qtbot.waitUntil(lambda: run.frames_done >= 1, timeout=2 * WAIT_MS)
+    session.viewer.layers.remove(labels)
+    _wait_done(session)
+    assert run.stopped and run.frames_done < 24
+    assert any("output Labels layer" in m and "was removed" in m for m in errors_after(start))
+
+
+def test_nothing_to_propagate_is_a_notification(open_session: Callable[..., Session]) -> None:
+    """No prompts, a 2D image, or a start frame outside the range: a message, no worker."""
+    session = open_session()
+    on_frame(session, 4)
+    start = len(notification_manager.records)
+    session.widget._on_propagate()
+    assert any("there are no prompts yet" in m for m in errors_after(start))
+    session.click(4, 128, 128)
+    session.widget._range_check.setChecked(True)
+    session.widget._first_spin.setValue(8)
+    session.widget._on_propagate()
+    assert any("current t=4 is outside the range 8..23" in m for m in errors_after(start))
+    assert not session.controller.propagating
+
+    flat = open_session("cells_2d")
+    assert not flat.widget._propagate_box.isEnabled()
+    start = len(notification_manager.records)
+    on_frame(flat, 0)
+    flat.click(128, 128)
+    flat.controller.propagate()
+    assert any("single 2D image" in m for m in errors_after(start))
+
+
+def test_4d_stack_propagates_through_t_at_the_current_z(
+    open_session: Callable[..., Session],
+) -> None:
+    """A TZYX stack: the video axis is T (chosen from the axis labels), z stays where it is."""
+    session = open_session(None)
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 1000, size=(5, 3, 64, 64), dtype=np.uint16)
+    session.viewer.add_image(data, name="tzyx", axis_labels=("t", "z", "y", "x"))
+    session.widget._on_image_changed()
+    assert session.widget._axis_combo.currentData() == 0
+    assert session.widget._axis_combo.count() == 2
+    session.viewer.dims.set_current_step(1, 2)
+    session.viewer.dims.set_current_step(0, 1)
+    session.widget._on_add_points()
+    session.wait()
+    session.click(1, 2, 32, 32)
+    run = _propagate(session, axis=0)
+    _wait_done(session)
+    assert run.error is None and run.frames_done == 4
+    assert [run.plan.plane(t) for t in (1, 4)] == [(1, 2), (4, 2)]
+    assert not np.delete(session.labels.data, 2, axis=1).any()  # other z untouched

@@ -36,7 +36,7 @@ from napari_sam2.propagation import Direction, Propagation, plan_propagation
 
 if TYPE_CHECKING:
     import napari
-    from napari.layers import Image, Labels, Points
+    from napari.layers import Image, Labels, Points, Shapes
     from napari.qt.threading import FunctionWorker
 
     from sam2.sam2_image_predictor import SAM2ImagePredictor
@@ -88,6 +88,7 @@ def _embed_plane(
             mask_threshold=base.mask_threshold,
             max_hole_area=base.max_hole_area,
             max_sprinkle_area=base.max_sprinkle_area,
+            precision=base.precision,
         )
         predictor.set_image(read_plane(data, plane, rgb), contrast_limits=limits)
     except (ValueError, RuntimeError, OSError, MemoryError) as exc:
@@ -131,6 +132,7 @@ class SegmentController:
         self._written: set[tuple[PlaneIndex, int]] = set()  # (slice, object) we wrote
         self._touched: set[tuple[PlaneIndex | None, int]] = set()  # points being moved/removed
         self._points: Points | None = None
+        self._shapes: Shapes | None = None
         self._labels: Labels | None = None
         self._writer: LabelsWriter | None = None
         self._propagation: Propagation | None = None
@@ -170,6 +172,30 @@ class SegmentController:
             self._show_object_points()
 
     @property
+    def shapes_layer(self) -> Shapes | None:
+        return self._shapes if self._in_viewer(self._shapes) else None
+
+    @shapes_layer.setter
+    def shapes_layer(self, layer: Shapes | None) -> None:
+        """Use ``layer``'s rectangles as box prompts; refuses layers of too many dimensions."""
+        from napari_sam2.boxes import prepare_shapes_layer
+
+        if layer is self._shapes:
+            return
+        if layer is not None and not 2 <= layer.ndim <= self.image_layer.ndim:
+            raise ValueError(
+                f"Shapes layer {layer.name!r} has {layer.ndim} dimension(s), but boxes for "
+                f"{self.image_layer.name!r} need 2 to {self.image_layer.ndim} (…, y, x); "
+                "choose another layer or let the widget create one"
+            )
+        if self._shapes is not None:
+            self._shapes.events.data.disconnect(self._on_shapes_data)
+        self._shapes = layer
+        if layer is not None:
+            prepare_shapes_layer(layer, self.object_id)
+            layer.events.data.connect(self._on_shapes_data)
+
+    @property
     def labels_layer(self) -> Labels | None:
         return self._labels if self._in_viewer(self._labels) else None
 
@@ -199,6 +225,10 @@ class SegmentController:
         if self.points_layer is not None:
             self._show_object_points()
             set_point_defaults(self.points_layer, object_id=self.object_id)
+        if self.shapes_layer is not None:
+            from napari_sam2.boxes import set_box_defaults
+
+            set_box_defaults(self.shapes_layer, self.object_id)
         if self.labels_layer is not None:
             self.labels_layer.selected_label = self.object_id
 
@@ -222,6 +252,18 @@ class SegmentController:
             self.layers_changed.emit()
         assert self.points_layer is not None
         return self.points_layer
+
+    def ensure_shapes_layer(self) -> Shapes:
+        """The box layer, created (aligned with the image) and added when there is none."""
+        if self.shapes_layer is None:
+            from napari_sam2.boxes import new_shapes_layer
+
+            layer = new_shapes_layer(self.image_layer, self.object_id)
+            self.viewer.add_layer(layer)
+            self.shapes_layer = layer
+            self.layers_changed.emit()
+        assert self.shapes_layer is not None
+        return self.shapes_layer
 
     def ensure_labels_layer(self) -> Labels:
         """The output layer; a new uint32 one is added just above the image when there is none.
@@ -259,9 +301,10 @@ class SegmentController:
             if plane is None:
                 plane = plane_index(self.image_layer, self.viewer.dims)
             self._check_plane(plane)
-            if self.points_layer is None:
+            if self.points_layer is None and self.shapes_layer is None:
                 raise ValueError(
-                    "there are no prompts yet: press 'Add points' and click on the object"
+                    "there are no prompts yet: press 'Add points' and click on the object, "
+                    "or 'Add box' and draw a rectangle around it"
                 )
             self.ensure_labels_layer()
         except ValueError as exc:
@@ -281,10 +324,12 @@ class SegmentController:
         direction: Direction = "forward",
         frame_range: tuple[int, int] | None = None,
         axis: int | None = None,
+        mask_layer: Labels | None = None,
     ) -> Propagation | None:
         """Track every prompted object from the current frame through the stack.
 
-        ``axis`` is the video axis (default: T, else Z, else the first leading axis). Frames
+        ``axis`` is the video axis (default: T, else Z, else the first leading axis). Objects
+        of ``mask_layer`` on the current frame (e.g. from Cellpose) are mask prompts. Frames
         are written into the output layer as they are done; :meth:`stop` keeps them.
         """
         from napari_sam2.axes import stack_axis
@@ -302,6 +347,8 @@ class SegmentController:
                 -1 if axis is None else axis,
                 direction,
                 frame_range,
+                shapes=self.shapes_layer,
+                masks=mask_layer,
             )
             labels = self.ensure_labels_layer()
         except ValueError as exc:
@@ -327,6 +374,46 @@ class SegmentController:
         if self._propagation is not None:
             self._propagation.stop()
 
+    def save_session(self, path: str, video_axis: int | None = None) -> str:
+        """Save prompts, boxes and labels beside the data; returns the session file's path."""
+        from napari_sam2.session_file import Session, save_session
+
+        session = Session.from_layers(
+            self.image_layer, self.points_layer, self.shapes_layer, self.labels_layer, video_axis
+        )
+        saved = save_session(session, path)
+        self.status.emit(
+            f"saved {len(session.points)} point(s), {len(session.boxes)} box(es) and "
+            f"{'the labels' if session.labels is not None else 'no labels'} to {saved.name}"
+        )
+        return str(saved)
+
+    def open_session(self, path: str) -> None:
+        """Add the session's prompts and labels as new layers and make them this image's."""
+        from napari_sam2.session_file import load_session
+
+        session = load_session(path)
+        points, shapes, labels = session.to_layers(self.image_layer)
+        live, self.live = self.live, False  # loading is not an edit: do not re-segment
+        try:
+            for layer in (points, shapes, labels):
+                if layer is not None:
+                    self.viewer.add_layer(layer)
+            self.points_layer = points
+            self.shapes_layer = shapes
+            if labels is not None:
+                self.labels_layer = labels
+        finally:
+            self.live = live
+        ids = session.object_ids
+        if ids:
+            self.set_object_id(ids[0])
+        self.layers_changed.emit()
+        self.status.emit(
+            f"opened {len(session.points)} point(s), {len(session.boxes)} box(es) for "
+            f"object(s) {', '.join(map(str, ids)) or 'none'}"
+        )
+
     def clear_object(self) -> None:
         """Remove the current object's mask and prompts from the current slice only."""
         try:
@@ -341,6 +428,19 @@ class SegmentController:
                 with points.events.data.blocker(self._on_points_data):
                     points.selected_data = set(rows.tolist())
                     points.remove_selected()
+        shapes = self.shapes_layer
+        if shapes is not None and len(shapes.data):
+            from napari_sam2.boxes import box_planes
+
+            ids = np.asarray(shapes.features[OBJECT_ID])
+            planes = box_planes(shapes, range(len(shapes.data)), self.image_layer)
+            boxes = {
+                i for i, where in enumerate(planes) if ids[i] == self.object_id and where == plane
+            }
+            if boxes:
+                with shapes.events.data.blocker(self._on_shapes_data):
+                    shapes.selected_data = boxes
+                    shapes.remove_selected()
         cleared = 0
         if self.labels_layer is not None and self._writer is not None:
             cleared = self._writer.clear(plane, self.object_id)
@@ -399,6 +499,8 @@ class SegmentController:
             points.shown = mine
 
     def _disconnect_points(self) -> None:
+        if self._shapes is not None:
+            self._shapes.events.data.disconnect(self._on_shapes_data)
         if self._points is not None:
             self._points.events.data.disconnect(self._on_points_data)
             from napari.utils.key_bindings import KeyBinding
@@ -412,16 +514,19 @@ class SegmentController:
         """Main-thread step: prompts → masks → Labels slice. Failures keep earlier labels."""
         start = time.perf_counter()
         where = describe_plane(self.image_layer, plane)
-        points, writer = self.points_layer, self._writer
-        if points is None or writer is None:
+        writer = self._writer
+        if writer is None:
             return
         try:
-            coords, labels = points_to_prompts(points, plane, self.image_layer, object_id)
-            if not (labels == 1).any():
+            coords, labels, box = self._prompts(plane, object_id)
+            if not (labels == 1).any() and box is None:
                 self._no_positive_points(plane, object_id, where, bool(labels.size))
                 return
             masks, ious, _ = predictor.predict(
-                point_coords=coords, point_labels=labels, multimask_output=labels.size == 1
+                point_coords=coords if labels.size else None,
+                point_labels=labels if labels.size else None,
+                box=box,
+                multimask_output=labels.size == 1 and box is None,
             )
             best = int(np.argmax(ious))  # one click is ambiguous: keep the most confident mask
             result = writer.write(plane, object_id, masks[best] > 0.5)
@@ -435,6 +540,22 @@ class SegmentController:
             f"object {object_id} on {where}: {result.pixels} px "
             f"(score {float(ious[best]):.2f}) in {ms:.0f} ms{note}"
         )
+
+    def _prompts(
+        self, plane: PlaneIndex, object_id: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The object's points ((N, 2) x, y and (N,) labels) and box (or None) on a plane."""
+        coords, labels = np.zeros((0, 2), np.float32), np.zeros(0, np.int32)
+        if self.points_layer is not None:
+            coords, labels = points_to_prompts(
+                self.points_layer, plane, self.image_layer, object_id
+            )
+        box = None
+        if self.shapes_layer is not None:
+            from napari_sam2.boxes import shapes_to_box
+
+            box = shapes_to_box(self.shapes_layer, plane, self.image_layer, object_id)
+        return coords, labels, box
 
     def _no_positive_points(
         self, plane: PlaneIndex, object_id: int, where: str, has_negative: bool
@@ -546,6 +667,42 @@ class SegmentController:
             return {(None, self.object_id)}  # segment() explains what is wrong
         ids = np.asarray(points.features[OBJECT_ID])[rows]
         return {(plane, int(i)) for plane, i in zip(planes, ids)}
+
+    def _on_shapes_data(self, event: Any) -> None:
+        """Live mode: re-segment the objects whose boxes were drawn, edited or removed."""
+        from napari_sam2.boxes import box_planes
+
+        shapes = self.shapes_layer
+        if shapes is None:
+            return
+        action = str(event.action)
+        n = len(shapes.data)
+        rows = [int(i) % n for i in getattr(event, "data_indices", ()) if -n <= int(i) < n]
+        targets: set[tuple[PlaneIndex | None, int]] = set()
+        if rows:
+            ids = np.asarray(shapes.features[OBJECT_ID])[rows]
+            try:
+                planes = box_planes(shapes, rows, self.image_layer)
+            except ValueError:
+                planes = [None] * len(rows)
+            targets = {(p, int(i)) for p, i in zip(planes, ids)}
+        if action in ("changing", "removing"):
+            self._touched |= targets
+            return
+        if action not in ("added", "changed", "removed"):
+            return
+        touched, self._touched = self._touched, set()
+        if action != "removed":
+            touched |= targets
+        if not self.live:
+            return
+        if not touched:
+            touched = {(None, self.object_id)}
+        by_plane: dict[PlaneIndex | None, set[int]] = {}
+        for plane, object_id in touched:
+            by_plane.setdefault(plane, set()).add(object_id)
+        for plane, ids_ in by_plane.items():
+            self.segment(ids_, plane)
 
     def _on_toggle_key(self, layer: Points) -> None:
         positive, changed = toggle_polarity(layer)

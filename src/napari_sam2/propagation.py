@@ -30,13 +30,14 @@ from napari_sam2.models import PredictorFactory
 
 if TYPE_CHECKING:
     import napari
-    from napari.layers import Image, Labels, Points
+    from napari.layers import Image, Labels, Points, Shapes
     from napari.qt.threading import GeneratorWorker
 
 __all__ = [
     "DIRECTIONS",
     "Direction",
     "FrameMasks",
+    "FramePrompt",
     "Propagation",
     "PropagationPlan",
     "plan_propagation",
@@ -47,7 +48,27 @@ __all__ = [
 PlaneIndex = tuple[int, ...]
 Direction = Literal["forward", "backward", "both"]
 DIRECTIONS: tuple[Direction, ...] = ("forward", "backward", "both")
-Prompts = dict[int, dict[int, tuple[np.ndarray, np.ndarray]]]  # object -> frame -> (xy, labels)
+
+
+@dataclass(frozen=True)
+class FramePrompt:
+    """One object's prompts on one frame: (N, 2) x, y points, (N,) labels 1/0, a box or None,
+    or a (H, W) bool mask (which replaces points and box)."""
+
+    xy: np.ndarray
+    labels: np.ndarray
+    box: np.ndarray | None = None
+    mask: np.ndarray | None = None
+
+    @property
+    def has_object(self) -> bool:
+        """A positive point, a box or a non-empty mask: something SAM 2 can segment."""
+        if self.mask is not None:
+            return bool(self.mask.any())
+        return bool((self.labels == 1).any()) or self.box is not None
+
+
+Prompts = dict[int, dict[int, FramePrompt]]  # object -> frame -> prompt
 
 
 @dataclass(frozen=True)
@@ -108,6 +129,8 @@ def plan_propagation(
     axis: int,
     direction: Direction = "forward",
     frame_range: tuple[int, int] | None = None,
+    shapes: Shapes | None = None,
+    masks: Labels | None = None,
 ) -> PropagationPlan:
     """Read every object's prompts on the frames of ``line`` and check the request.
 
@@ -132,42 +155,80 @@ def plan_propagation(
             f"the current {name}={line[axis]} is outside the range {first}..{last}; move the "
             "slider into the range (propagation starts from the frame on screen)"
         )
-    if points is None or len(points.data) == 0:
-        raise ValueError("there are no prompts yet: press 'Add points' and click on an object")
-    prompts = _prompts_on_line(image, points, line, axis)
+    n_points = 0 if points is None else len(points.data)
+    n_boxes = 0 if shapes is None else len(shapes.data)
+    if n_points == 0 and n_boxes == 0 and masks is None:
+        raise ValueError(
+            "there are no prompts yet: press 'Add points' and click on an object, or "
+            "'Add box' and draw a rectangle around it"
+        )
+    prompts = _prompts_on_line(image, points, shapes, line, axis)
+    if masks is not None:
+        _add_mask_prompts(prompts, masks, image, line, axis)
     if not prompts:
         where = ", ".join(f"{axis_name(image, a)}={i}" for a, i in enumerate(line) if a != axis)
         raise ValueError(
-            "no object has a positive point on this stack"
+            "no object has a positive point, a box or a mask on this stack"
             + (f" ({where})" if where else "")
             + ": click on an object on some frame first"
         )
     return PropagationPlan(axis, tuple(line), first, last, direction, prompts)
 
 
-def _prompts_on_line(image: Image, points: Points, line: PlaneIndex, axis: int) -> Prompts:
-    """Objects with at least one positive point on the frames of ``line`` and their prompts."""
-    rows = list(range(len(points.data)))
-    ids = np.asarray(points.features[OBJECT_ID], dtype=np.int64)
+def _prompts_on_line(
+    image: Image, points: Points | None, shapes: Shapes | None, line: PlaneIndex, axis: int
+) -> Prompts:
+    """Objects with a positive point or a box on the frames of ``line``, and their prompts."""
+    from napari_sam2.boxes import box_planes, shapes_to_box
+
     groups: set[tuple[int, int]] = set()  # (object, frame)
-    for row, plane in zip(rows, prompt_planes(points, rows, image)):
-        if plane is None:  # a (y, x) prompt layer prompts the frame on screen
-            groups.add((int(ids[row]), line[axis]))
-        elif all(p == q for a, (p, q) in enumerate(zip(plane, line)) if a != axis):
-            groups.add((int(ids[row]), plane[axis]))
+    for layer, planes_of in ((points, prompt_planes), (shapes, box_planes)):
+        if layer is None or len(layer.data) == 0:
+            continue
+        rows = list(range(len(layer.data)))
+        ids = np.asarray(layer.features[OBJECT_ID], dtype=np.int64)
+        for row, plane in zip(rows, planes_of(layer, rows, image)):
+            if plane is None:  # a (y, x) prompt layer prompts the frame on screen
+                groups.add((int(ids[row]), line[axis]))
+            elif all(p == q for a, (p, q) in enumerate(zip(plane, line)) if a != axis):
+                groups.add((int(ids[row]), plane[axis]))
     n_frames = int(layer_array(image).shape[axis])
     prompts: Prompts = {}
     for object_id, frame in sorted(groups):
         if not 0 <= frame < n_frames:
             raise ValueError(
-                f"object {object_id} has a point at {axis_name(image, axis)}={frame}, beyond "
+                f"object {object_id} has a prompt at {axis_name(image, axis)}={frame}, beyond "
                 f"the stack (0..{n_frames - 1}); move or delete it"
             )
         plane = tuple(frame if a == axis else i for a, i in enumerate(line))
-        xy, labels = points_to_prompts(points, plane, image, object_id)
-        if labels.size:
-            prompts.setdefault(object_id, {})[frame] = (xy, labels)
-    return {k: v for k, v in prompts.items() if any((lab == 1).any() for _, lab in v.values())}
+        xy, labels = np.zeros((0, 2), np.float32), np.zeros(0, np.int32)
+        if points is not None:
+            xy, labels = points_to_prompts(points, plane, image, object_id)
+        box = None if shapes is None else shapes_to_box(shapes, plane, image, object_id)
+        prompts.setdefault(object_id, {})[frame] = FramePrompt(xy, labels, box)
+    return {k: v for k, v in prompts.items() if any(p.has_object for p in v.values())}
+
+
+def _add_mask_prompts(
+    prompts: Prompts, masks: Labels, image: Image, line: PlaneIndex, axis: int
+) -> None:
+    """Every object of ``masks`` on the frame on screen becomes a mask prompt there, unless
+    the user clicked or boxed that object on that frame (those prompts win)."""
+    from napari_sam2.axes import plane_shape
+
+    expected = (*layer_array(image).shape[: len(line)], *plane_shape(image))
+    if tuple(masks.data.shape) != expected:
+        raise ValueError(
+            f"Labels layer {masks.name!r} has shape {tuple(masks.data.shape)}, but image "
+            f"{image.name!r} needs {expected}; choose a mask layer of the image's shape"
+        )
+    frame = line[axis]
+    on_frame = np.asarray(masks.data[line])  # (H, W)
+    for object_id in (int(i) for i in np.unique(on_frame) if i > 0):
+        if frame in prompts.get(object_id, {}):
+            continue
+        empty = (np.zeros((0, 2), np.float32), np.zeros(0, np.int32))
+        prompts.setdefault(object_id, {})[frame] = FramePrompt(*empty, mask=on_frame == object_id)
 
 
 def stack_view(data: Any, line: PlaneIndex, axis: int) -> Any:
@@ -209,8 +270,19 @@ def run_propagation(
         return
     try:
         for object_id, frames in plan.prompts.items():
-            for frame, (xy, labels) in sorted(frames.items()):
-                video.add_new_points_or_box(state, frame, object_id, points=xy, labels=labels)
+            for frame, prompt in sorted(frames.items()):
+                if prompt.mask is not None:
+                    video.add_new_mask(state, frame, object_id, prompt.mask)
+                    continue
+                has_points = prompt.labels.size > 0
+                video.add_new_points_or_box(
+                    state,
+                    frame,
+                    object_id,
+                    points=prompt.xy if has_points else None,
+                    labels=prompt.labels if has_points else None,
+                    box=prompt.box,
+                )
         for reverse in plan.passes:
             for frame, obj_ids, logits in video.propagate_in_video(
                 state,

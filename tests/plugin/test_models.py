@@ -19,3 +19,7 @@ def test_local_checkpoint_is_built_for_video_and_loaded_once(tmp_path: Path) -> 
     predictor = factory()
     assert predictor.model.config.binarize_mask_from_pts_for_mem_enc
     assert factory() is predictor
+    assert predictor.precision == "fp32"
+    fast = model_factory(LOCAL_CHECKPOINT, device="cpu", checkpoint=path, precision="bf16")()
+    assert fast.precision == "bf16"
+    assert fast.model.config.binarize_mask_from_pts_for_mem_enc

@@ -26,19 +26,35 @@ def _wait_done(session: Session) -> None:
 
 
 def _reference_masks(
-    predictor: Any, frames: np.ndarray, limits: tuple[float, float], prompts: dict, start: int
-) -> dict[int, np.ndarray]:
-    """Object masks per frame from SAM2VideoPredictor called directly, as the plugin should."""
+    predictor: Any,
+    frames: np.ndarray,
+    limits: tuple[float, float],
+    prompts: dict,
+    start: int,
+    last: int | None = None,
+) -> dict[int, dict[int, np.ndarray]]:
+    """Object masks per frame from SAM2VideoPredictor called directly, as the plugin should.
+
+    ``prompts`` maps (frame, object) to (xy, labels), to ("box", box) or to ("mask", mask).
+    """
     from sam2.sam2_video_predictor import SAM2VideoPredictor
 
     video = SAM2VideoPredictor(
         predictor.model, fill_hole_area=8, add_all_frames_to_correct_as_cond=True
     )
     state = video.init_state(frames, contrast_limits=limits)
-    for (frame, obj), (xy, labels) in prompts.items():
-        video.add_new_points_or_box(state, frame, obj, points=xy, labels=labels)
+    for (frame, obj), (a, b) in prompts.items():
+        if isinstance(a, str) and a == "box":
+            video.add_new_points_or_box(state, frame, obj, box=b)
+        elif isinstance(a, str):
+            video.add_new_mask(state, frame, obj, b)
+        else:
+            video.add_new_points_or_box(state, frame, obj, points=a, labels=b)
     out = {}
-    for frame, ids, logits in video.propagate_in_video(state, start_frame_idx=start):
+    span = None if last is None else last - start
+    for frame, ids, logits in video.propagate_in_video(
+        state, start_frame_idx=start, max_frame_num_to_track=span
+    ):
         out[frame] = {int(i): (logits[k, 0] > 0).numpy() for k, i in enumerate(ids)}
     return out
 
@@ -99,6 +115,77 @@ def test_backward_and_range(open_session: Callable[..., Session]) -> None:
     _wait_done(session)
     assert run.frames_done == run.plan.total == 6 + 5
     assert not session.labels.data[:6].any() and not session.labels.data[16:].any()
+
+
+def test_a_box_segments_live_and_propagates(
+    open_session: Callable[..., Session], fast_predictor: Any
+) -> None:
+    """Add box + a rectangle on frame 2 segments object 1 there at once; propagating frames
+    2..6 gives the video predictor's masks for that box."""
+    session = open_session()
+    session.viewer.dims.set_current_step(0, 2)
+    session.widget._on_add_box()
+    shapes = session.controller.shapes_layer
+    assert shapes is not None and shapes.mode == "add_rectangle"
+    assert session.viewer.layers.selection.active is shapes
+    session.wait()
+    corners = np.array([[2, 100, 90], [2, 100, 170], [2, 160, 170], [2, 160, 90]], dtype=float)
+    shapes.add_rectangles(corners)
+    session.wait()
+    assert session.labels.data[2].any()
+    assert not np.delete(session.labels.data, 2, axis=0).any()
+    run = _propagate(session, frame_range=(2, 6))
+    _wait_done(session)
+    assert run.error is None and run.frames_done == 5
+    image = session.controller.image_layer
+    limits = tuple(float(v) for v in image.contrast_limits)
+    box = np.array([90, 100, 170, 160], np.float32)
+    expected = _reference_masks(
+        fast_predictor, image.data, limits, {(2, 1): ("box", box)}, start=2, last=6
+    )
+    for frame in range(3, 7):
+        np.testing.assert_array_equal(session.labels.data[frame] == 1, expected[frame][1])
+    assert not session.labels.data[7:].any()
+
+
+def test_objects_of_a_labels_layer_are_mask_prompts(
+    open_session: Callable[..., Session], fast_predictor: Any
+) -> None:
+    """Objects 7 and 9 of a user's Labels layer on frame 4 are tracked with their own ids into
+    a new output layer; the user's layer is not changed."""
+    session = open_session()
+    yy, xx = np.mgrid[:256, :256]
+    seeds = np.zeros((24, 256, 256), np.uint16)
+    seeds[4][(yy - 80) ** 2 + (xx - 80) ** 2 < 400] = 7
+    seeds[4][(yy - 170) ** 2 + (xx - 160) ** 2 < 600] = 9
+    user = session.viewer.add_labels(seeds.copy(), name="cellpose")
+    session.widget._masks_combo.set_layer(user)
+    session.viewer.dims.set_current_step(0, 4)
+    run = _propagate(session, frame_range=(4, 8), mask_layer=user)
+    _wait_done(session)
+    assert run.error is None and run.frames_done == 5
+    output = session.labels
+    assert output is not user
+    np.testing.assert_array_equal(user.data, seeds)
+    image = session.controller.image_layer
+    limits = tuple(float(v) for v in image.contrast_limits)
+    prompts = {(4, 7): ("mask", seeds[4] == 7), (4, 9): ("mask", seeds[4] == 9)}
+    expected = _reference_masks(fast_predictor, image.data, limits, prompts, start=4, last=8)
+    for frame in range(4, 9):
+        want = np.zeros((256, 256), np.uint32)
+        want[expected[frame][7]] = 7
+        want[expected[frame][9] & ~expected[frame][7]] = 9
+        np.testing.assert_array_equal(output.data[frame], want, err_msg=f"frame {frame}")
+    assert set(np.unique(output.data)) <= {0, 7, 9}
+
+
+def test_mask_layer_of_another_shape_is_refused(open_session: Callable[..., Session]) -> None:
+    session = open_session()
+    wrong = session.viewer.add_labels(np.zeros((24, 128, 128), np.uint8), name="small")
+    start = len(notification_manager.records)
+    session.viewer.dims.set_current_step(0, 0)
+    assert session.controller.propagate(mask_layer=wrong) is None
+    assert any("'small' has shape (24, 128, 128)" in m for m in errors_after(start))
 
 
 def test_stop_keeps_the_frames_done(open_session: Callable[..., Session]) -> None:
@@ -177,3 +264,29 @@ def test_4d_stack_propagates_through_t_at_the_current_z(
     assert run.error is None and run.frames_done == 4
     assert [run.plan.plane(t) for t in (1, 4)] == [(1, 2), (4, 2)]
     assert not np.delete(session.labels.data, 2, axis=1).any()  # other z untouched
+
+
+def test_session_saved_and_opened_in_a_new_viewer(
+    open_session: Callable[..., Session], tmp_path: Any
+) -> None:
+    """Save session writes prompts and labels beside the data; opening it on the same sample
+    in a fresh viewer brings back the points and the labels as new layers, nothing re-run."""
+    session = open_session()
+    on_frame(session, 3)
+    session.click(3, 128, 128)
+    session.widget._on_new_object()
+    session.click(3, 60, 190)
+    _propagate(session, frame_range=(3, 6))
+    _wait_done(session)
+    session.widget._on_save_session(str(tmp_path / "cells"))
+    assert (tmp_path / "cells.sam2.json").is_file()
+    assert "saved 2 point(s)" in session.widget._status_label.text()
+
+    again = open_session()
+    again.widget._on_open_session(str(tmp_path / "cells.sam2.json"))
+    np.testing.assert_array_equal(again.labels.data, session.labels.data)
+    np.testing.assert_array_equal(again.points.data, session.points.data)
+    assert again.points.features["object_id"].tolist() == [1, 2]
+    assert again.widget._points_combo.layer is again.points
+    assert again.labels.name in again.viewer.layers
+    assert "opened 2 point(s)" in again.widget._status_label.text()

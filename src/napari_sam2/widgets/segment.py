@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from napari.layers import Image, Labels, Points
+from napari.layers import Image, Labels, Points, Shapes
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QEvent, Qt
 from qtpy.QtGui import QCloseEvent, QStandardItemModel
@@ -50,6 +50,7 @@ __all__ = ["SegmentWidget"]
 
 DEFAULT_MODEL = "facebook/sam2.1-hiera-tiny"  # fastest on a laptop CPU; change any time
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("fp32", "bf16")  # as sam2.precision.PRECISIONS; kept here so no torch import
 HELP = (
     "Click on an object to add a <b style='color:#00e000'>positive</b> point; press <b>T</b> "
     "to switch to <b style='color:#ff4040'>negative</b>. The mask follows every click. "
@@ -113,10 +114,27 @@ class SegmentWidget(QWidget):
         self._device_combo = _DeviceCombo()
         self._device_combo.addItems(list(DEVICES))
         self._device_combo.setToolTip("auto: CUDA, then Apple MPS, then the CPU")
+        self._precision_combo = QComboBox()
+        self._precision_combo.addItems(list(PRECISIONS))
+        self._precision_combo.setToolTip(
+            "fp32: the reference's numbers. bf16: about twice as fast on CPUs and GPUs with "
+            "bfloat16 units; masks agree with fp32's to IoU ~0.99"
+        )
         self._image_combo = LayerCombo(self._viewer, Image)
         self._stack_label = QLabel()
         self._points_combo = LayerCombo(self._viewer, Points, "new prompt layer")
         self._add_points_button = QPushButton("Add points")
+        self._shapes_combo = LayerCombo(self._viewer, Shapes, "new box layer")
+        self._add_box_button = QPushButton("Add box")
+        self._add_box_button.setToolTip("Draw a rectangle around the current object")
+        self._save_button = QPushButton("Save session…")
+        self._save_button.setToolTip("Prompts, boxes and labels, saved beside the data")
+        self._open_button = QPushButton("Open session…")
+        self._masks_combo = LayerCombo(self._viewer, Labels, "none")
+        self._masks_combo.setToolTip(
+            "Objects of this Labels layer on the current frame (e.g. from Cellpose or "
+            "StarDist) are tracked too, each with its own id"
+        )
         self._labels_combo = LayerCombo(self._viewer, Labels, "new Labels layer")
         self._object_spin = QSpinBox()
         self._object_spin.setRange(1, 2**31 - 1)
@@ -161,13 +179,16 @@ class SegmentWidget(QWidget):
         model_form.addRow(self._local_widgets[0], checkpoint_row)
         model_form.addRow(self._local_widgets[2], self._config_combo)
         model_form.addRow("Device", self._device_combo)
+        model_form.addRow("Precision", self._precision_combo)
 
         layers_box = QGroupBox("Layers")
         layers_form = QFormLayout(layers_box)
         layers_form.addRow("Image", self._image_combo)
         layers_form.addRow("", self._stack_label)
         layers_form.addRow("Prompts", _row(self._points_combo, self._add_points_button))
+        layers_form.addRow("Boxes", _row(self._shapes_combo, self._add_box_button))
         layers_form.addRow("Output", self._labels_combo)
+        layers_form.addRow(_row(self._save_button, self._open_button))
 
         object_box = QGroupBox("Object")
         object_form = QFormLayout(object_box)
@@ -180,6 +201,7 @@ class SegmentWidget(QWidget):
         propagate_form = QFormLayout(self._propagate_box)
         propagate_form.addRow("Video axis", self._axis_combo)
         propagate_form.addRow("Direction", self._direction_combo)
+        propagate_form.addRow("Mask prompts", self._masks_combo)
         range_row = _row(self._range_check, self._first_spin, QLabel("to"), self._last_spin)
         propagate_form.addRow(range_row)
         propagate_form.addRow(_row(self._propagate_button, self._stop_button))
@@ -201,10 +223,15 @@ class SegmentWidget(QWidget):
         self._checkpoint_edit.editingFinished.connect(self._on_model_changed)
         self._config_combo.currentTextChanged.connect(self._on_model_changed)
         self._device_combo.currentIndexChanged.connect(self._on_model_changed)
+        self._precision_combo.currentIndexChanged.connect(self._on_model_changed)
         self._browse_button.clicked.connect(self._on_browse)
         self._image_combo.currentIndexChanged.connect(self._on_image_changed)
         self._points_combo.currentIndexChanged.connect(self._on_points_changed)
         self._add_points_button.clicked.connect(self._on_add_points)
+        self._shapes_combo.currentIndexChanged.connect(self._on_shapes_changed)
+        self._add_box_button.clicked.connect(self._on_add_box)
+        self._save_button.clicked.connect(self._on_save_session)
+        self._open_button.clicked.connect(self._on_open_session)
         self._labels_combo.currentIndexChanged.connect(self._on_labels_changed)
         self._object_spin.valueChanged.connect(self._on_object_changed)
         self._new_object_button.clicked.connect(self._on_new_object)
@@ -233,6 +260,7 @@ class SegmentWidget(QWidget):
                 device=None if device == "auto" else device,
                 checkpoint=self._checkpoint_edit.text().strip() or None,
                 config=None if self._config_combo.currentIndex() == 0 else config,
+                precision=PRECISIONS[max(self._precision_combo.currentIndex(), 0)],
             )
         return self._factory
 
@@ -308,6 +336,7 @@ class SegmentWidget(QWidget):
         if controller is None:
             return
         self._points_combo.set_layer(controller.points_layer)
+        self._shapes_combo.set_layer(controller.shapes_layer)
         self._labels_combo.set_layer(controller.labels_layer)
         blocked = self._object_spin.blockSignals(True)
         self._object_spin.setValue(controller.object_id)
@@ -322,6 +351,65 @@ class SegmentWidget(QWidget):
         except ValueError as exc:
             show_error(str(exc))
             self._points_combo.set_layer(controller.points_layer)
+        self._shapes_combo.set_layer(controller.shapes_layer)
+
+    def _on_shapes_changed(self, *_: Any) -> None:
+        controller = self._controller(notify=False)
+        if controller is None:
+            return
+        try:
+            controller.shapes_layer = self._shapes_combo.layer
+        except ValueError as exc:
+            show_error(str(exc))
+            self._shapes_combo.set_layer(controller.shapes_layer)
+
+    def _on_add_box(self) -> None:
+        controller = self._controller()
+        if controller is None:
+            return
+        shapes = controller.ensure_shapes_layer()
+        self._viewer.layers.selection.active = shapes
+        shapes.mode = "add_rectangle"
+        controller.prefetch()
+
+    def _session_dir(self) -> str:
+        """Beside the image's file when napari knows it, else the working directory."""
+        image = self._image_combo.layer
+        source = getattr(getattr(image, "source", None), "path", None)
+        return str(Path(source).parent) if source else ""
+
+    def _on_save_session(self, path: str | None = None) -> None:
+        controller = self._controller()
+        if controller is None:
+            return
+        if not path:
+            name = f"{controller.image_layer.name}.sam2.json"
+            path, _ = QFileDialog.getSaveFileName(
+                self,
+                "Save SAM 2 session",
+                str(Path(self._session_dir()) / name),
+                "SAM 2 sessions (*.sam2.json)",
+            )
+        if path:
+            try:
+                controller.save_session(path, self._axis_combo.currentData())
+            except (ValueError, OSError) as exc:
+                show_error(f"Could not save the session: {exc}")
+
+    def _on_open_session(self, path: str | None = None) -> None:
+        controller = self._controller()
+        if controller is None:
+            return
+        if not path:
+            path, _ = QFileDialog.getOpenFileName(
+                self, "Open SAM 2 session", self._session_dir(), "SAM 2 sessions (*.sam2.json)"
+            )
+        if path:
+            try:
+                controller.open_session(path)
+            except (ValueError, OSError) as exc:
+                show_error(f"Could not open the session: {exc}")
+            self._sync_layers()
 
     def _on_labels_changed(self, *_: Any) -> None:
         controller = self._controller(notify=False)
@@ -389,6 +477,7 @@ class SegmentWidget(QWidget):
             DIRECTIONS[self._direction_combo.currentIndex()],
             frame_range,
             None if axis is None else int(axis),
+            mask_layer=self._masks_combo.layer,
         )
 
     def _on_stop(self) -> None:

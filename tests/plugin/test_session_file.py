@@ -1,0 +1,88 @@
+"""Session files: prompts, boxes and labels saved beside the data and opened again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from napari.layers import Image, Labels
+
+from napari_sam2.boxes import new_shapes_layer
+from napari_sam2.layers import OBJECT_ID, POLARITY, new_points_layer
+from napari_sam2.session_file import Session, load_session, save_session
+
+
+@pytest.fixture
+def image() -> Image:
+    return Image(np.zeros((6, 40, 50), np.uint16), name="stack", scale=(1.0, 2.0, 2.0))
+
+
+def _layers(image: Image) -> tuple:
+    points = new_points_layer(image)
+    points.data = np.array([[1.0, 10.0, 12.0], [1.0, 20.0, 5.0], [4.0, 30.0, 40.0]])
+    features = points.features
+    features[POLARITY] = np.array([True, False, True])
+    features[OBJECT_ID] = np.array([1, 1, 3])
+    points.features = features
+    shapes = new_shapes_layer(image)
+    shapes.feature_defaults = {OBJECT_ID: 3}
+    corners = np.array([[2, 5, 6], [2, 5, 30], [2, 20, 30], [2, 20, 6]], dtype=float)
+    shapes.add_rectangles(corners)
+    labels = Labels(np.zeros((6, 40, 50), np.uint32), scale=(1.0, 2.0, 2.0))
+    labels.data[1, 5:9, 5:9] = 1
+    labels.data[4, 0:3, 0:3] = 70_000  # beyond uint16: ids are kept exactly
+    return points, shapes, labels
+
+
+def test_round_trip_keeps_every_prompt_and_label(image: Image, tmp_path: Path) -> None:
+    points, shapes, labels = _layers(image)
+    session = Session.from_layers(image, points, shapes, labels, video_axis=0)
+    path = save_session(session, tmp_path / "stack")
+    assert path.name == "stack.sam2.json" and (tmp_path / "stack.labels.tif").is_file()
+    loaded = load_session(path)
+    assert loaded.points == session.points and loaded.boxes == session.boxes
+    assert loaded.video_axis == 0 and loaded.object_ids == [1, 3, 70_000]
+    np.testing.assert_array_equal(loaded.labels, labels.data)
+    new_points, new_shapes, new_labels = loaded.to_layers(image)
+    np.testing.assert_array_equal(new_points.data, points.data)
+    assert new_points.features[POLARITY].tolist() == [True, False, True]
+    assert new_points.features[OBJECT_ID].tolist() == [1, 1, 3]
+    assert new_shapes.features[OBJECT_ID].tolist() == [3]
+    np.testing.assert_array_equal(new_shapes.data[0][:, 0], [2, 2, 2, 2])
+    assert new_labels is not None and new_labels.data.dtype == np.uint32
+    np.testing.assert_array_equal(new_labels.data, labels.data)
+
+
+def test_a_session_without_labels(image: Image, tmp_path: Path) -> None:
+    points, _, _ = _layers(image)
+    path = save_session(Session.from_layers(image, points), tmp_path / "p.sam2.json")
+    loaded = load_session(path)
+    assert loaded.labels is None and len(loaded.points) == 3 and loaded.boxes == []
+    assert not (tmp_path / "p.labels.tif").exists()
+
+
+def test_bad_files_are_explained(image: Image, tmp_path: Path) -> None:
+    points, shapes, labels = _layers(image)
+    path = save_session(Session.from_layers(image, points, shapes, labels), tmp_path / "s")
+    (tmp_path / "s.labels.tif").unlink()
+    with pytest.raises(ValueError, match=r"labels of s.sam2.json \(s.labels.tif\) are missing"):
+        load_session(path)
+    other = tmp_path / "other.sam2.json"
+    other.write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(ValueError, match="not a napari-sam2 session file"):
+        load_session(other)
+    other.write_text("{not json")
+    with pytest.raises(ValueError, match="not a napari-sam2 session file"):
+        load_session(other)
+    document = json.loads(path.read_text())
+    document["version"] = 99
+    other.write_text(json.dumps(document))
+    with pytest.raises(ValueError, match="written by a newer napari-sam2"):
+        load_session(other)
+    small = Image(np.zeros((6, 20, 50), np.uint16), name="small")
+    with pytest.raises(ValueError, match=r"saved for an image of shape \(6, 40, 50\)"):
+        Session.from_layers(image, points).to_layers(small)
+    with pytest.raises(ValueError, match="Labels layer 'x' has shape"):
+        Session.from_layers(image, labels=Labels(np.zeros((2, 2), np.uint8), name="x"))

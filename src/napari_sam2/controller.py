@@ -8,6 +8,7 @@ the functions that need them so that opening napari and the widget stays instant
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -32,7 +33,14 @@ from napari_sam2.layers import (
     toggle_polarity,
 )
 from napari_sam2.models import PredictorFactory
-from napari_sam2.propagation import Direction, Propagation, plan_propagation
+from napari_sam2.propagation import (
+    Direction,
+    NoPromptsError,
+    Propagation,
+    PropagationPlan,
+    plan_propagation,
+    prompted_lines,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -136,6 +144,8 @@ class SegmentController:
         self._labels: Labels | None = None
         self._writer: LabelsWriter | None = None
         self._propagation: Propagation | None = None
+        self._queue: list[PropagationPlan] = []  # further stacks of an every-position run
+        self._history = contextlib.ExitStack()  # one undo step for a whole run
 
     # -------------------------------------------------------------- state
     @property
@@ -325,12 +335,15 @@ class SegmentController:
         frame_range: tuple[int, int] | None = None,
         axis: int | None = None,
         mask_layer: Labels | None = None,
+        every_position: bool = False,
     ) -> Propagation | None:
         """Track every prompted object from the current frame through the stack.
 
         ``axis`` is the video axis (default: T, else Z, else the first leading axis). Objects
-        of ``mask_layer`` on the current frame (e.g. from Cellpose) are mask prompts. Frames
-        are written into the output layer as they are done; :meth:`stop` keeps them.
+        of ``mask_layer`` on the current frame (e.g. from Cellpose) are mask prompts. With
+        ``every_position`` every position of the other leading axes that holds prompts is
+        tracked in turn (each z of a TZYX stack), else only the one on screen. Frames are
+        written into the output layer as they are done; :meth:`stop` keeps them.
         """
         from napari_sam2.axes import stack_axis
 
@@ -340,21 +353,40 @@ class SegmentController:
         try:
             line = plane_index(self.image_layer, self.viewer.dims)
             axis = stack_axis(self.image_layer) if axis is None else int(axis)
-            plan = plan_propagation(
-                self.image_layer,
-                self.points_layer,
-                line,
-                -1 if axis is None else axis,
-                direction,
-                frame_range,
-                shapes=self.shapes_layer,
-                masks=mask_layer,
-            )
+            axis = -1 if axis is None else axis
+            lines = [line]
+            if every_position and axis >= 0:
+                lines = prompted_lines(
+                    self.image_layer, self.points_layer, self.shapes_layer, mask_layer, line, axis
+                )
+            plans = []
+            for position in lines:
+                try:
+                    plans.append(
+                        plan_propagation(
+                            self.image_layer,
+                            self.points_layer,
+                            position,
+                            axis,
+                            direction,
+                            frame_range,
+                            shapes=self.shapes_layer,
+                            masks=mask_layer,
+                        )
+                    )
+                except NoPromptsError:
+                    if len(lines) == 1:
+                        raise
             labels = self.ensure_labels_layer()
         except ValueError as exc:
             self._fail(str(exc))
             return None
-        run = Propagation(self.viewer, self.image_layer, labels, plan)
+        self._history.enter_context(labels.block_history())
+        self._queue = plans[1:]
+        return self._start_run(plans[0], labels)
+
+    def _start_run(self, plan: PropagationPlan, labels: Labels) -> Propagation:
+        run = Propagation(self.viewer, self.image_layer, labels, plan, group_history=False)
         run.status.connect(self._relay_status)
         run.finished.connect(self._on_propagation_finished)
         self._propagation = run
@@ -367,6 +399,12 @@ class SegmentController:
         self.status.emit(text)
 
     def _on_propagation_finished(self) -> None:
+        run = self._propagation
+        if run is not None and self._queue and not run.stopped and run.error is None:
+            self._start_run(self._queue.pop(0), run.labels)
+            return
+        self._queue.clear()
+        self._history.close()
         self.busy_changed.emit(self.busy)
 
     def stop(self) -> None:

@@ -38,9 +38,11 @@ __all__ = [
     "Direction",
     "FrameMasks",
     "FramePrompt",
+    "NoPromptsError",
     "Propagation",
     "PropagationPlan",
     "plan_propagation",
+    "prompted_lines",
     "run_propagation",
     "stack_view",
 ]
@@ -108,6 +110,10 @@ class PropagationPlan:
         return tuple(frame if a == self.axis else i for a, i in enumerate(self.line))
 
 
+class NoPromptsError(ValueError):
+    """Nothing to propagate on a stack: no object has a positive point, a box or a mask."""
+
+
 @dataclass(frozen=True)
 class FrameMasks:
     """One frame's result, from the worker: (N, H, W) bool masks of ``obj_ids``."""
@@ -167,7 +173,7 @@ def plan_propagation(
         _add_mask_prompts(prompts, masks, image, line, axis)
     if not prompts:
         where = ", ".join(f"{axis_name(image, a)}={i}" for a, i in enumerate(line) if a != axis)
-        raise ValueError(
+        raise NoPromptsError(
             "no object has a positive point, a box or a mask on this stack"
             + (f" ({where})" if where else "")
             + ": click on an object on some frame first"
@@ -229,6 +235,34 @@ def _add_mask_prompts(
             continue
         empty = (np.zeros((0, 2), np.float32), np.zeros(0, np.int32))
         prompts.setdefault(object_id, {})[frame] = FramePrompt(*empty, mask=on_frame == object_id)
+
+
+def prompted_lines(
+    image: Image,
+    points: Points | None,
+    shapes: Shapes | None,
+    masks: Labels | None,
+    line: PlaneIndex,
+    axis: int,
+) -> list[PlaneIndex]:
+    """Every stack through ``line``'s frame along ``axis`` that holds a prompt: the positions of
+    the other leading axes (e.g. each z of a TZYX stack tracked through T), in order."""
+    from napari_sam2.boxes import box_planes
+
+    found: set[PlaneIndex] = set()
+    for layer, planes_of in ((points, prompt_planes), (shapes, box_planes)):
+        if layer is not None and len(layer.data):
+            rows = list(range(len(layer.data)))
+            for plane in planes_of(layer, rows, image):
+                if plane is not None:
+                    found.add(tuple(line[axis] if a == axis else i for a, i in enumerate(plane)))
+    if masks is not None and masks.ndim == len(line) + 2:
+        frame = np.asarray(masks.data[(slice(None),) * axis + (line[axis],)])  # other axes
+        for position in np.argwhere(frame.reshape(*frame.shape[:-2], -1).any(axis=-1)):
+            index = [int(i) for i in position]
+            index.insert(axis, line[axis])
+            found.add(tuple(index))
+    return sorted(found) or [tuple(line)]
 
 
 def stack_view(data: Any, line: PlaneIndex, axis: int) -> Any:
@@ -314,6 +348,7 @@ class Propagation:
         image: Image,
         labels: Labels,
         plan: PropagationPlan,
+        group_history: bool = True,
     ) -> None:
         self.viewer = viewer
         self.image = image
@@ -323,6 +358,7 @@ class Propagation:
         self.stopped = False
         self.error: str | None = None
         self._writer = LabelsWriter(labels)
+        self._group_history = group_history
         self._history = contextlib.ExitStack()
         self._worker: GeneratorWorker[Any, Any, Any] | None = None
         self._started = 0.0
@@ -348,7 +384,8 @@ class Propagation:
         worker.yielded.connect(self._on_yielded)
         worker.errored.connect(self._on_errored)
         worker.finished.connect(self._on_finished)
-        self._history.enter_context(self.labels.block_history())
+        if self._group_history:
+            self._history.enter_context(self.labels.block_history())
         self._worker = worker
         self._started = time.perf_counter()
         self.status.emit(f"propagating object(s) {objects} {plan.direction}: loading frames…")

@@ -265,6 +265,23 @@ def test_4d_stack_propagates_through_t_at_the_current_z(
     assert [run.plan.plane(t) for t in (1, 4)] == [(1, 2), (4, 2)]
     assert not np.delete(session.labels.data, 2, axis=1).any()  # other z untouched
 
+    # a second object on z=0; "every position" tracks z=0 and z=2 (not z=1: no prompts)
+    session.widget._on_new_object()
+    session.viewer.dims.set_current_step(1, 0)
+    session.wait()
+    session.click(1, 0, 20, 40)
+    before = session.labels.data.copy()
+    assert not session.widget._every_check.isHidden()
+    session.widget._every_check.setChecked(True)
+    session.widget._on_propagate()
+    _wait_done(session)
+    run = session.controller._propagation
+    assert run is not None and run.error is None and run.plan.line == (1, 2)  # the last run
+    assert not session.labels.data[:, 1].any()
+    assert set(np.unique(session.labels.data[2:, 0])) <= {0, 2}
+    session.labels.undo()  # the whole every-position run is one undo step
+    np.testing.assert_array_equal(session.labels.data, before)
+
 
 def test_session_saved_and_opened_in_a_new_viewer(
     open_session: Callable[..., Session], tmp_path: Any
@@ -290,3 +307,23 @@ def test_session_saved_and_opened_in_a_new_viewer(
     assert again.widget._points_combo.layer is again.points
     assert again.labels.name in again.viewer.layers
     assert "opened 2 point(s)" in again.widget._status_label.text()
+
+
+def test_5d_stack_propagates_at_the_current_position(open_session: Callable[..., Session]) -> None:
+    """A 5D (T, C, Z, Y, X) stack without axis labels: the first axis is the video axis and
+    every other leading axis stays where the viewer is."""
+    session = open_session(None)
+    data = np.random.default_rng(1).integers(0, 255, size=(4, 2, 2, 48, 48), dtype=np.uint8)
+    session.viewer.add_image(data, name="5d")
+    session.widget._on_image_changed()
+    session.viewer.dims.set_current_step(1, 1)
+    session.viewer.dims.set_current_step(2, 1)
+    session.viewer.dims.set_current_step(0, 0)
+    session.widget._on_add_points()
+    session.wait()
+    session.click(0, 1, 1, 24, 24)
+    run = _propagate(session)
+    _wait_done(session)
+    assert run.error is None and run.frames_done == 4
+    written = np.argwhere(session.labels.data.any(axis=(-2, -1)))
+    assert {tuple(int(i) for i in w[1:]) for w in written} <= {(1, 1)}

@@ -151,6 +151,10 @@ class SegmentWidget(QWidget):
         self._direction_combo.setToolTip(
             "From the frame on screen towards the end, the start, or both"
         )
+        self._every_check = QCheckBox("At every position of the other axes")
+        self._every_check.setToolTip(
+            "4D and up: track each position (e.g. each z) that has prompts, one after another"
+        )
         self._range_check = QCheckBox("Only frames")
         self._first_spin = QSpinBox()
         self._last_spin = QSpinBox()
@@ -200,6 +204,7 @@ class SegmentWidget(QWidget):
         self._propagate_box = QGroupBox("Propagate through the stack")
         propagate_form = QFormLayout(self._propagate_box)
         propagate_form.addRow("Video axis", self._axis_combo)
+        propagate_form.addRow(self._every_check)
         propagate_form.addRow("Direction", self._direction_combo)
         propagate_form.addRow("Mask prompts", self._masks_combo)
         range_row = _row(self._range_check, self._first_spin, QLabel("to"), self._last_spin)
@@ -327,6 +332,7 @@ class SegmentWidget(QWidget):
                 self._axis_combo.addItem(f"{axis_name(image, leading)} ({shape[leading]})", leading)
             self._axis_combo.setCurrentIndex(axis)
             self._axis_combo.setVisible(image.ndim > 3)
+            self._every_check.setVisible(image.ndim > 3)
             self._set_range_limits(size)
         self._sync_layers()
 
@@ -478,6 +484,7 @@ class SegmentWidget(QWidget):
             frame_range,
             None if axis is None else int(axis),
             mask_layer=self._masks_combo.layer,
+            every_position=self._every_check.isChecked() and not self._every_check.isHidden(),
         )
 
     def _on_stop(self) -> None:

@@ -203,7 +203,8 @@ class SegmentWidget(QWidget):
 
         self._propagate_box = QGroupBox("Propagate through the stack")
         propagate_form = QFormLayout(self._propagate_box)
-        propagate_form.addRow("Video axis", self._axis_combo)
+        self._axis_label = QLabel("Video axis")
+        propagate_form.addRow(self._axis_label, self._axis_combo)
         propagate_form.addRow(self._every_check)
         propagate_form.addRow("Direction", self._direction_combo)
         propagate_form.addRow("Mask prompts", self._masks_combo)
@@ -332,6 +333,7 @@ class SegmentWidget(QWidget):
                 self._axis_combo.addItem(f"{axis_name(image, leading)} ({shape[leading]})", leading)
             self._axis_combo.setCurrentIndex(axis)
             self._axis_combo.setVisible(image.ndim > 3)
+            self._axis_label.setVisible(image.ndim > 3)
             self._every_check.setVisible(image.ndim > 3)
             self._set_range_limits(size)
         self._sync_layers()

@@ -8,19 +8,17 @@ the functions that need them so that opening napari and the widget stays instant
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.utils.notifications import show_error
 from psygnal import Signal
 
-from napari_sam2.axes import describe_plane, layer_array, plane_index, read_plane
+from napari_sam2.axes import describe_plane, layer_array, plane_index
+from napari_sam2.boxes import box_planes
+from napari_sam2.embeddings import EmbeddingCache
 from napari_sam2.layers import (
     OBJECT_ID,
     LabelsWriter,
@@ -33,19 +31,13 @@ from napari_sam2.layers import (
     toggle_polarity,
 )
 from napari_sam2.models import PredictorFactory
-from napari_sam2.propagation import (
-    Direction,
-    NoPromptsError,
-    Propagation,
-    PropagationPlan,
-    plan_propagation,
-    prompted_lines,
-)
+from napari_sam2.prompt_events import PromptEdits
+from napari_sam2.propagation import Direction, NoPromptsError, plan_propagation, prompted_lines
+from napari_sam2.propagation_job import Propagation, PropagationQueue
 
 if TYPE_CHECKING:
     import napari
     from napari.layers import Image, Labels, Points, Shapes
-    from napari.qt.threading import FunctionWorker
 
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
@@ -53,55 +45,6 @@ __all__ = ["SegmentController"]
 
 PlaneIndex = tuple[int, ...]
 EmbeddingKey = tuple[PlaneIndex, tuple[float, float]]  # plane, contrast limits
-
-
-@dataclass(frozen=True)
-class _Embedded:
-    """A slice embedded in a worker: the loaded base predictor and the slice's own one."""
-
-    base: Any
-    predictor: Any
-    seconds: float
-
-
-@dataclass(frozen=True)
-class _Failure:
-    message: str
-
-
-def _embed_plane(
-    factory: PredictorFactory,
-    base: SAM2ImagePredictor | None,
-    data: Any,
-    plane: PlaneIndex,
-    rgb: bool,
-    limits: tuple[float, float],
-    where: str,
-) -> _Embedded | _Failure:
-    """Worker body: load the model if needed and embed one slice; never touches a layer.
-
-    Expected failures come back as a message (shown as a notification, not a traceback).
-    """
-    from sam2.checkpoint import CheckpointError
-    from sam2.hub import CheckpointDownloadError
-
-    start = time.perf_counter()
-    try:
-        base = base if base is not None else factory()
-    except (CheckpointError, CheckpointDownloadError, ValueError, OSError, RuntimeError) as exc:
-        return _Failure(f"Could not load the SAM 2 model: {exc}")
-    try:
-        predictor = type(base)(
-            base.model,
-            mask_threshold=base.mask_threshold,
-            max_hole_area=base.max_hole_area,
-            max_sprinkle_area=base.max_sprinkle_area,
-            precision=base.precision,
-        )
-        predictor.set_image(read_plane(data, plane, rgb), contrast_limits=limits)
-    except (ValueError, RuntimeError, OSError, MemoryError) as exc:
-        return _Failure(f"SAM 2 could not embed {where}: {exc}")
-    return _Embedded(base, predictor, time.perf_counter() - start)
 
 
 # ------------------------------------------------------------------------------ controller
@@ -133,30 +76,37 @@ class SegmentController:
         self.live = True
         self.object_id = 1
         self._factory = factory
-        self._base: SAM2ImagePredictor | None = None
-        self._cache: OrderedDict[EmbeddingKey, SAM2ImagePredictor] = OrderedDict()
-        self._pending: dict[PlaneIndex, set[int]] = {}  # slices waiting for an embedding
-        self._worker: FunctionWorker[Any] | None = None
+        self._embeddings = EmbeddingCache(image_layer, factory, cache_size)
+        self._embeddings.ready.connect(self._on_embedded)
+        self._embeddings.failed.connect(self._fail)
+        self._embeddings.status.connect(self._relay_status)
+        self._embeddings.busy_changed.connect(self._relay_busy)
         self._written: set[tuple[PlaneIndex, int]] = set()  # (slice, object) we wrote
-        self._touched: set[tuple[PlaneIndex | None, int]] = set()  # points being moved/removed
+        self._point_edits = PromptEdits(image_layer, prompt_planes, lambda: self.object_id)
+        self._box_edits = PromptEdits(image_layer, box_planes, lambda: self.object_id)
         self._points: Points | None = None
         self._shapes: Shapes | None = None
         self._labels: Labels | None = None
         self._writer: LabelsWriter | None = None
-        self._propagation: Propagation | None = None
-        self._queue: list[PropagationPlan] = []  # further stacks of an every-position run
-        self._history = contextlib.ExitStack()  # one undo step for a whole run
+        self._propagations = PropagationQueue(viewer, image_layer)
+        self._propagations.status.connect(self._relay_status)
+        self._propagations.finished.connect(self._on_propagation_finished)
 
     # -------------------------------------------------------------- state
     @property
     def busy(self) -> bool:
         """True while a model load or slice embedding runs in a worker."""
-        return self._worker is not None
+        return self._embeddings.busy
 
     @property
     def propagating(self) -> bool:
         """True while a propagation worker runs."""
-        return self._propagation is not None and self._propagation.running
+        return self._propagations.running
+
+    @property
+    def _propagation(self) -> Propagation | None:
+        """The current (or last) run of a propagation."""
+        return self._propagations.current
 
     @property
     def points_layer(self) -> Points | None:
@@ -226,8 +176,7 @@ class SegmentController:
     def set_factory(self, factory: PredictorFactory) -> None:
         """Use another model: embeddings of the old one are dropped, labels stay."""
         self._factory = factory
-        self._base = None
-        self._cache.clear()
+        self._embeddings.set_factory(factory)
 
     def set_object_id(self, object_id: int) -> None:
         """Make ``object_id`` the object that new points prompt and that is shown."""
@@ -299,9 +248,7 @@ class SegmentController:
             plane = plane_index(self.image_layer, self.viewer.dims)
         except ValueError:
             return
-        if self._cached(plane) is None and plane not in self._pending:
-            self._pending[plane] = set()
-            self._start_next_embedding()
+        self._embeddings.request(plane)
 
     def segment(
         self, obj_ids: Iterable[int] | None = None, plane: PlaneIndex | None = None
@@ -321,10 +268,9 @@ class SegmentController:
             self._fail(str(exc))
             return
         ids = {self.object_id} if obj_ids is None else {int(i) for i in obj_ids}
-        predictor = self._cached(plane)
+        predictor = self._embeddings.get(plane)
         if predictor is None:
-            self._pending.setdefault(plane, set()).update(ids)
-            self._start_next_embedding()
+            self._embeddings.request(plane, ids)
             return
         for object_id in sorted(ids):
             self._predict_and_write(predictor, plane, object_id)
@@ -381,17 +327,7 @@ class SegmentController:
         except ValueError as exc:
             self._fail(str(exc))
             return None
-        self._history.enter_context(labels.block_history())
-        self._queue = plans[1:]
-        return self._start_run(plans[0], labels)
-
-    def _start_run(self, plan: PropagationPlan, labels: Labels) -> Propagation:
-        run = Propagation(self.viewer, self.image_layer, labels, plan, group_history=False)
-        run.status.connect(self._relay_status)
-        run.finished.connect(self._on_propagation_finished)
-        self._propagation = run
-        low, high = self.image_layer.contrast_limits
-        run.start(self._factory, (float(low), float(high)))
+        run = self._propagations.start(plans, labels, self._factory)
         self.busy_changed.emit(True)
         return run
 
@@ -399,18 +335,11 @@ class SegmentController:
         self.status.emit(text)
 
     def _on_propagation_finished(self) -> None:
-        run = self._propagation
-        if run is not None and self._queue and not run.stopped and run.error is None:
-            self._start_run(self._queue.pop(0), run.labels)
-            return
-        self._queue.clear()
-        self._history.close()
         self.busy_changed.emit(self.busy)
 
     def stop(self) -> None:
         """Stop a running propagation after the frame in flight; finished frames stay."""
-        if self._propagation is not None:
-            self._propagation.stop()
+        self._propagations.stop()
 
     def save_session(self, path: str, video_axis: int | None = None) -> str:
         """Save prompts, boxes and labels beside the data; returns the session file's path."""
@@ -492,9 +421,7 @@ class SegmentController:
         self.stop()
         self.live = False
         self._disconnect_points()
-        self._pending.clear()
-        if self._worker is not None:
-            self._worker.returned.disconnect()
+        self._embeddings.close()
 
     # -------------------------------------------------------------- internals
     def _in_viewer(self, layer: Any) -> bool:
@@ -511,17 +438,6 @@ class SegmentController:
     def _labels_shape(self) -> tuple[int, ...]:
         shape = layer_array(self.image_layer).shape
         return tuple(shape[:-1] if self.image_layer.rgb else shape)
-
-    def _key(self, plane: PlaneIndex) -> EmbeddingKey:
-        low, high = self.image_layer.contrast_limits
-        return plane, (float(low), float(high))
-
-    def _cached(self, plane: PlaneIndex) -> SAM2ImagePredictor | None:
-        key = self._key(plane)
-        predictor = self._cache.get(key)
-        if predictor is not None:
-            self._cache.move_to_end(key)
-        return predictor
 
     def _fail(self, message: str) -> None:
         show_error(message)
@@ -611,136 +527,29 @@ class SegmentController:
         else:
             self.status.emit(f"no points for object {object_id} on {where}")
 
-    def _start_next_embedding(self) -> None:
-        if self._worker is not None:
-            return  # the running worker starts the next one when it finishes
-        while self._pending:
-            plane = next(iter(self._pending))
-            if self._cached(plane) is None:
-                break
-            ids = self._pending.pop(plane)
-            if ids:
-                self.segment(ids, plane)
-        else:
-            return
-        from napari.qt.threading import create_worker
+    def _on_embedded(self, plane: PlaneIndex, ids: set[int]) -> None:
+        self.segment(ids, plane)
 
-        key = self._key(plane)
-        where = describe_plane(self.image_layer, plane)
-        worker = create_worker(
-            _embed_plane,
-            self._factory,
-            self._base,
-            layer_array(self.image_layer),
-            plane,
-            bool(self.image_layer.rgb),
-            key[1],
-            f"{self.image_layer.name!r} ({where})",
-            _progress={"desc": f"SAM 2: embedding {where}"},
-        )
-        worker.returned.connect(partial(self._on_embedded, key, self._factory))
-        worker.finished.connect(self._on_worker_finished)
-        self._worker = worker
-        loading = "loading the model and " if self._base is None else ""
-        self.status.emit(f"{loading}embedding {where}…")
-        self.busy_changed.emit(True)
-        worker.start()
-
-    def _on_embedded(
-        self, key: EmbeddingKey, factory: PredictorFactory, result: _Embedded | _Failure
-    ) -> None:
-        if isinstance(result, _Failure):
-            self._pending.clear()  # the same failure would repeat for every queued slice
-            self._fail(result.message)
-            return
-        if factory is not self._factory:
-            return  # the model changed meanwhile; queued slices are embedded again
-        self._base = result.base
-        self._cache[key] = result.predictor
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-        plane = key[0]
-        self.status.emit(
-            f"embedded {describe_plane(self.image_layer, plane)} in {result.seconds:.1f} s"
-        )
-        ids = self._pending.pop(plane, None)
-        if ids:
-            self.segment(ids, plane)
-
-    def _on_worker_finished(self) -> None:
-        self._worker = None
-        self.busy_changed.emit(False)
-        self._start_next_embedding()
+    def _relay_busy(self, busy: bool) -> None:
+        self.busy_changed.emit(busy)
 
     def _on_points_data(self, event: Any) -> None:
         """Live mode: re-segment the objects whose points were added, moved or removed, on
         the slices those points lie on."""
         points = self.points_layer
-        if points is None:
-            return
-        action = str(event.action)
-        n = len(points.data)  # "added" counts from the end (-1 is the newest point)
-        rows = [int(i) % n for i in event.data_indices if -n <= int(i) < n]
-        if action in ("changing", "removing"):
-            self._touched |= self._targets(points, rows)
-            return
-        if action not in ("added", "changed", "removed"):
-            return
-        touched, self._touched = self._touched, set()
-        if action != "removed":
-            touched |= self._targets(points, rows)
-        if not self.live:
-            return
-        by_plane: dict[PlaneIndex | None, set[int]] = {}
-        for plane, object_id in touched:
-            by_plane.setdefault(plane, set()).add(object_id)
-        for plane, ids in by_plane.items():
-            self.segment(ids, plane)
-
-    def _targets(self, points: Points, rows: list[int]) -> set[tuple[PlaneIndex | None, int]]:
-        """(slice, object) pairs of some points; slice None means "the one on screen"."""
-        try:
-            planes = prompt_planes(points, rows, self.image_layer)
-        except ValueError:
-            return {(None, self.object_id)}  # segment() explains what is wrong
-        ids = np.asarray(points.features[OBJECT_ID])[rows]
-        return {(plane, int(i)) for plane, i in zip(planes, ids)}
+        if points is not None:
+            self._resegment(self._point_edits.on_event(points, event))
 
     def _on_shapes_data(self, event: Any) -> None:
         """Live mode: re-segment the objects whose boxes were drawn, edited or removed."""
-        from napari_sam2.boxes import box_planes
-
         shapes = self.shapes_layer
-        if shapes is None:
-            return
-        action = str(event.action)
-        n = len(shapes.data)
-        rows = [int(i) % n for i in getattr(event, "data_indices", ()) if -n <= int(i) < n]
-        targets: set[tuple[PlaneIndex | None, int]] = set()
-        if rows:
-            ids = np.asarray(shapes.features[OBJECT_ID])[rows]
-            try:
-                planes = box_planes(shapes, rows, self.image_layer)
-            except ValueError:
-                planes = [None] * len(rows)
-            targets = {(p, int(i)) for p, i in zip(planes, ids)}
-        if action in ("changing", "removing"):
-            self._touched |= targets
-            return
-        if action not in ("added", "changed", "removed"):
-            return
-        touched, self._touched = self._touched, set()
-        if action != "removed":
-            touched |= targets
-        if not self.live:
-            return
-        if not touched:
-            touched = {(None, self.object_id)}
-        by_plane: dict[PlaneIndex | None, set[int]] = {}
-        for plane, object_id in touched:
-            by_plane.setdefault(plane, set()).add(object_id)
-        for plane, ids_ in by_plane.items():
-            self.segment(ids_, plane)
+        if shapes is not None:
+            self._resegment(self._box_edits.on_event(shapes, event))
+
+    def _resegment(self, by_plane: dict[PlaneIndex | None, set[int]]) -> None:
+        if self.live:
+            for plane, ids in by_plane.items():
+                self.segment(ids, plane)
 
     def _on_toggle_key(self, layer: Points) -> None:
         positive, changed = toggle_polarity(layer)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from napari.utils.notifications import notification_manager
 
-from napari_sam2.propagation import Propagation
+from napari_sam2.propagation_job import Propagation
 from tests.plugin.session import WAIT_MS, Session, errors_after, on_frame
 
 pytestmark = pytest.mark.gui

@@ -1,0 +1,197 @@
+"""Slice embeddings computed in a napari thread worker and kept in a small LRU cache.
+
+Embedding a slice is SAM 2's slow step (seconds on a CPU); once a slice is embedded, a click
+costs only the prompt encoder and mask decoder (tens of milliseconds) on the main thread. One
+worker runs at a time; requests for other slices queue and are embedded in order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from psygnal import Signal
+
+from napari_sam2.axes import describe_plane, layer_array, read_plane
+from napari_sam2.models import PredictorFactory
+
+if TYPE_CHECKING:
+    from napari.layers import Image
+    from napari.qt.threading import FunctionWorker
+
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+__all__ = ["EmbeddingCache"]
+
+PlaneIndex = tuple[int, ...]
+EmbeddingKey = tuple[PlaneIndex, tuple[float, float]]  # plane, contrast limits
+
+
+@dataclass(frozen=True)
+class _Embedded:
+    """A slice embedded in a worker: the loaded base predictor and the slice's own one."""
+
+    base: Any
+    predictor: Any
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Failure:
+    message: str
+
+
+def _embed_plane(
+    factory: PredictorFactory,
+    base: SAM2ImagePredictor | None,
+    data: Any,
+    plane: PlaneIndex,
+    rgb: bool,
+    limits: tuple[float, float],
+    where: str,
+) -> _Embedded | _Failure:
+    """Worker body: load the model if needed and embed one slice; never touches a layer.
+
+    Expected failures come back as a message (shown as a notification, not a traceback).
+    """
+    from sam2.checkpoint import CheckpointError
+    from sam2.hub import CheckpointDownloadError
+
+    start = time.perf_counter()
+    try:
+        base = base if base is not None else factory()
+    except (CheckpointError, CheckpointDownloadError, ValueError, OSError, RuntimeError) as exc:
+        return _Failure(f"Could not load the SAM 2 model: {exc}")
+    try:
+        predictor = type(base)(
+            base.model,
+            mask_threshold=base.mask_threshold,
+            max_hole_area=base.max_hole_area,
+            max_sprinkle_area=base.max_sprinkle_area,
+            precision=base.precision,
+        )
+        predictor.set_image(read_plane(data, plane, rgb), contrast_limits=limits)
+    except (ValueError, RuntimeError, OSError, MemoryError) as exc:
+        return _Failure(f"SAM 2 could not embed {where}: {exc}")
+    return _Embedded(base, predictor, time.perf_counter() - start)
+
+
+class EmbeddingCache:
+    """Per-slice image predictors of one image layer, embedded in the background.
+
+    ``get`` answers at once from the cache; ``request`` queues a slice and, once it is embedded,
+    emits ``ready(plane, object_ids)`` with the objects that were waiting for it. The key
+    includes the layer's contrast limits, so new limits mean a new embedding.
+    """
+
+    ready = Signal(object, object)  # plane, set of object ids
+    failed = Signal(str)
+    status = Signal(str)
+    busy_changed = Signal(bool)
+
+    def __init__(self, image: Image, factory: PredictorFactory, size: int = 8) -> None:
+        self.image = image
+        self.size = size
+        self._factory = factory
+        self._base: SAM2ImagePredictor | None = None
+        self._cache: OrderedDict[EmbeddingKey, SAM2ImagePredictor] = OrderedDict()
+        self._pending: dict[PlaneIndex, set[int]] = {}  # slices waiting for an embedding
+        self._worker: FunctionWorker[Any] | None = None
+
+    @property
+    def busy(self) -> bool:
+        """True while a model load or slice embedding runs in a worker."""
+        return self._worker is not None
+
+    def set_factory(self, factory: PredictorFactory) -> None:
+        """Use another model: embeddings of the old one are dropped."""
+        self._factory = factory
+        self._base = None
+        self._cache.clear()
+
+    def get(self, plane: PlaneIndex) -> SAM2ImagePredictor | None:
+        key = self._key(plane)
+        predictor = self._cache.get(key)
+        if predictor is not None:
+            self._cache.move_to_end(key)
+        return predictor
+
+    def request(self, plane: PlaneIndex, object_ids: Iterable[int] = ()) -> None:
+        """Embed ``plane`` if needed; ``object_ids`` are handed to ``ready`` when it is."""
+        if self.get(plane) is not None and not object_ids:
+            return
+        self._pending.setdefault(plane, set()).update(int(i) for i in object_ids)
+        self._start_next()
+
+    def close(self) -> None:
+        """Forget queued slices; a running embedding finishes but is ignored."""
+        self._pending.clear()
+        if self._worker is not None:
+            self._worker.returned.disconnect()
+
+    def _key(self, plane: PlaneIndex) -> EmbeddingKey:
+        low, high = self.image.contrast_limits
+        return plane, (float(low), float(high))
+
+    def _start_next(self) -> None:
+        if self._worker is not None:
+            return  # the running worker starts the next one when it finishes
+        while self._pending:
+            plane = next(iter(self._pending))
+            if self.get(plane) is None:
+                break
+            ids = self._pending.pop(plane)
+            if ids:
+                self.ready.emit(plane, ids)
+        else:
+            return
+        from napari.qt.threading import create_worker
+
+        key = self._key(plane)
+        where = describe_plane(self.image, plane)
+        worker = create_worker(
+            _embed_plane,
+            self._factory,
+            self._base,
+            layer_array(self.image),
+            plane,
+            bool(self.image.rgb),
+            key[1],
+            f"{self.image.name!r} ({where})",
+            _progress={"desc": f"SAM 2: embedding {where}"},
+        )
+        worker.returned.connect(partial(self._on_embedded, key, self._factory))
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        loading = "loading the model and " if self._base is None else ""
+        self.status.emit(f"{loading}embedding {where}…")
+        self.busy_changed.emit(True)
+        worker.start()
+
+    def _on_embedded(
+        self, key: EmbeddingKey, factory: PredictorFactory, result: _Embedded | _Failure
+    ) -> None:
+        if isinstance(result, _Failure):
+            self._pending.clear()  # the same failure would repeat for every queued slice
+            self.failed.emit(result.message)
+            return
+        if factory is not self._factory:
+            return  # the model changed meanwhile; queued slices are embedded again
+        self._base = result.base
+        self._cache[key] = result.predictor
+        while len(self._cache) > self.size:
+            self._cache.popitem(last=False)
+        plane = key[0]
+        self.status.emit(f"embedded {describe_plane(self.image, plane)} in {result.seconds:.1f} s")
+        ids = self._pending.pop(plane, None)
+        if ids:
+            self.ready.emit(plane, ids)
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        self.busy_changed.emit(False)
+        self._start_next()

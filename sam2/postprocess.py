@@ -2,16 +2,16 @@
 
 The reference computes connected components only with its CUDA extension and silently skips
 this post-processing elsewhere, so CPU results differ from GPU ones. Here the components come
-from an exact 8-connected labelling (SciPy on the host), so every device gets the GPU result.
+from an exact 8-connected labelling on every device (``sam2.connected_components``: our C++/CUDA
+extension, or scikit-image where it is not built), so every device gets the GPU result.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 
-_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+from sam2.connected_components import connected_components as _components
 
 
 def connected_components(mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -20,20 +20,7 @@ def connected_components(mask: Tensor) -> tuple[Tensor, Tensor]:
     Returns ``labels`` (int32, 0 for background, > 0 inside a component) and ``areas`` (int32,
     each pixel's component size, 0 for background), on the mask's device.
     """
-    from scipy import ndimage
-
-    if mask.ndim != 4 or mask.shape[1] != 1:
-        raise ValueError(f"expected a (N, 1, H, W) mask, got shape {tuple(mask.shape)}")
-    host = mask.detach().to("cpu", torch.bool).numpy()
-    labels = np.zeros(host.shape, dtype=np.int32)
-    areas = np.zeros(host.shape, dtype=np.int32)
-    for n in range(host.shape[0]):
-        lab, count = ndimage.label(host[n, 0], structure=_EIGHT_CONNECTED)
-        sizes = np.bincount(lab.ravel(), minlength=count + 1).astype(np.int32)
-        sizes[0] = 0
-        labels[n, 0] = lab
-        areas[n, 0] = sizes[lab]
-    return torch.from_numpy(labels).to(mask.device), torch.from_numpy(areas).to(mask.device)
+    return _components(mask)
 
 
 def fill_holes(

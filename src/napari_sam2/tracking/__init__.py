@@ -1,0 +1,61 @@
+"""Cell tracking with divisions: seed cells once, follow them with SAM 2, export the lineage.
+
+napari-free core (the widget and the command line drive the same code):
+
+- :mod:`.params`: :class:`TrackingParams`, thresholds of every rule;
+- :mod:`.engine`: :func:`track_cells` / :class:`CellTracker`, the frame-by-frame loop;
+- :mod:`.sources`: the :class:`MaskSource` protocol and :class:`SAM2MaskSource`;
+- :mod:`.proposals`: candidate regions for cells entering the field;
+- :mod:`.events`: division, entry and exit rules on masks;
+- :mod:`.lineage`: :class:`Lineage` bookkeeping and napari Tracks data;
+- :mod:`.editing`: confirm, undo or add a division by hand;
+- :mod:`.ctc`: Cell Tracking Challenge export/import;
+- :mod:`.measurements`: per-cell, per-frame table (area, centroid, intensity).
+
+Arrays are (T, Y, X) with T the video axis; ids in labels are track ids.
+"""
+
+from napari_sam2.tracking.ctc import read_ctc, write_ctc, write_ctc_labels
+from napari_sam2.tracking.editing import add_division, confirm_division, undo_division
+from napari_sam2.tracking.engine import (
+    CellTracker,
+    FrameUpdate,
+    TrackEvent,
+    TrackingError,
+    TrackingResult,
+    track_cells,
+)
+from napari_sam2.tracking.lineage import Division, Lineage, Track, TracksData, tracks_layer_data
+from napari_sam2.tracking.measurements import measure_cells, write_measurements_csv
+from napari_sam2.tracking.params import TrackingParams
+from napari_sam2.tracking.proposals import AutoMaskProposer, Proposer, ThresholdProposer
+from napari_sam2.tracking.sources import MaskSource, PromptSeed, SAM2MaskSource
+
+__all__ = [
+    "AutoMaskProposer",
+    "CellTracker",
+    "Division",
+    "FrameUpdate",
+    "Lineage",
+    "MaskSource",
+    "PromptSeed",
+    "Proposer",
+    "SAM2MaskSource",
+    "ThresholdProposer",
+    "Track",
+    "TrackEvent",
+    "TrackingError",
+    "TrackingParams",
+    "TrackingResult",
+    "TracksData",
+    "add_division",
+    "confirm_division",
+    "measure_cells",
+    "read_ctc",
+    "track_cells",
+    "tracks_layer_data",
+    "undo_division",
+    "write_ctc",
+    "write_ctc_labels",
+    "write_measurements_csv",
+]

@@ -1,0 +1,413 @@
+"""The tracking loop: seed objects, follow them frame by frame, and keep the lineage.
+
+:class:`CellTracker` streams one frame at a time: it asks a
+:class:`~napari_sam2.tracking.sources.MaskSource` for every object's next mask, applies the
+division / entry / exit rules of :mod:`.events`, writes the frame's labels into a
+caller-provided array (numpy, memmap, zarr) and hands out a :class:`FrameUpdate`. A napari
+worker can ``yield`` each update (and quit between frames); :func:`track_cells` runs the loop
+for headless use. Whatever happens, finished frames and the lineage up to them are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from napari_sam2.tracking import events as rules
+from napari_sam2.tracking.lineage import DivisionRule, Lineage
+from napari_sam2.tracking.params import TrackingParams
+from napari_sam2.tracking.sources import MaskSource, PromptSeed
+
+__all__ = [
+    "CellTracker",
+    "FrameUpdate",
+    "TrackEvent",
+    "TrackingError",
+    "TrackingResult",
+    "check_inputs",
+    "track_cells",
+]
+
+EventKind = Literal["seed", "division", "entry", "exit"]
+
+
+@dataclass(frozen=True)
+class TrackEvent:
+    """Something that happened to a track on a frame (``related``: a division's daughters)."""
+
+    kind: EventKind
+    frame: int
+    track_id: int
+    related: tuple[int, ...] = ()
+    rule: str = ""
+
+
+@dataclass
+class FrameUpdate:
+    """One finished frame, as handed to a progress callback or a napari worker's ``yielded``."""
+
+    frame: int
+    labels: np.ndarray  # (Y, X) the frame's labels, as written to the output
+    events: list[TrackEvent]
+    n_active: int  # objects followed after this frame
+    done: int  # frames finished so far (the seed frame counts)
+    total: int  # frames this run will finish
+
+
+@dataclass
+class TrackingResult:
+    """Labels written from ``first_frame`` to ``last_frame``, with their lineage."""
+
+    labels: Any  # (T, Y, X), the array passed as ``out`` (or a new int32 array)
+    lineage: Lineage
+    events: list[TrackEvent]
+    first_frame: int
+    last_frame: int  # -1 when nothing was written
+    stopped: bool = False
+    params: TrackingParams = field(default_factory=TrackingParams)
+
+    @property
+    def divisions(self) -> list[TrackEvent]:
+        return [e for e in self.events if e.kind == "division"]
+
+
+class TrackingError(RuntimeError):
+    """Tracking failed part-way; ``result`` holds everything finished before the failure."""
+
+    def __init__(self, message: str, result: TrackingResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class _Followed:
+    """What the rules remember of a followed object between frames."""
+
+    areas: list[int]  # the last few present areas, newest last
+    pieces: int = 1
+    absent: int = 0
+
+    @property
+    def area(self) -> float:
+        """Recent area (mean of the last 3 frames), steadier than one noisy mask."""
+        return float(np.mean(self.areas[-3:])) if self.areas else 0.0
+
+    def seen(self, area: int) -> None:
+        self.areas = [*self.areas[-2:], area]
+
+
+class CellTracker:
+    """Frame-by-frame tracking of every object of a seed labels image (plus prompt seeds).
+
+    Args:
+        shape: the stack's (T, Y, X) shape (or the stack itself: only its shape is read).
+        seed_labels: a (Y, X) labels image of the seed frame, or a (T, Y, X) labels stack of
+            which frame ``seed_frame`` is used; each label becomes a track with that id.
+        seed_frame: where tracking starts; it runs forward to the last frame.
+        source: gives each object's mask on the next frame (SAM 2 or a test double).
+        params: thresholds of the division / entry / exit rules.
+        out: (T, Y, X) integer array to write labels into (frames before the seed are left
+            alone); a new zero-filled int32 array when None.
+        prompts: clicks or boxes that seed more objects on the seed frame.
+    """
+
+    def __init__(
+        self,
+        shape: Any,
+        seed_labels: Any,
+        seed_frame: int,
+        source: MaskSource,
+        params: TrackingParams | None = None,
+        *,
+        out: Any | None = None,
+        prompts: Sequence[PromptSeed] = (),
+    ) -> None:
+        self.shape, self.seed = check_inputs(shape, seed_labels, seed_frame, bool(prompts))
+        self.seed_frame = int(seed_frame)
+        self.source = source
+        self.params = params or TrackingParams()
+        self.out = _output_array(out, self.shape)
+        self.prompts = list(prompts)
+        self.lineage = Lineage()
+        self.events: list[TrackEvent] = []
+        self._followed: dict[int, _Followed] = {}
+        self._last = -1
+
+    # ------------------------------------------------------------------ running
+    @property
+    def total(self) -> int:
+        """Frames a full run finishes: the seed frame and every frame after it."""
+        return self.shape[0] - self.seed_frame
+
+    def run(self) -> Iterator[FrameUpdate]:
+        """Seed, then track; yields after each frame. Stop any time by not iterating on."""
+        for t in range(self.seed_frame, self.shape[0]):
+            try:
+                update = self._seed() if t == self.seed_frame else self._step(t)
+            except Exception as exc:
+                done = f"frames {self.seed_frame}..{self._last}" if self._last >= 0 else "nothing"
+                raise TrackingError(
+                    f"tracking failed on frame {t}: {exc} ({done} kept)", self.result()
+                ) from exc
+            yield update
+
+    def result(self, stopped: bool = False) -> TrackingResult:
+        """What is finished so far; the tracks still followed stay marked active."""
+        return TrackingResult(
+            labels=self.out,
+            lineage=self.lineage,
+            events=list(self.events),
+            first_frame=self.seed_frame,
+            last_frame=self._last,
+            stopped=stopped,
+            params=self.params,
+        )
+
+    def finish(self, stopped: bool = False) -> TrackingResult:
+        """Close every track (the run is over) and return the result."""
+        for track_id in self.lineage.active_ids():
+            self.lineage.close(track_id)
+        return self.result(stopped)
+
+    # ------------------------------------------------------------------ frames
+    def _seed(self) -> FrameUpdate:
+        t = self.seed_frame
+        frame = np.zeros(self.shape[1:], dtype=np.int64)
+        for label in np.unique(self.seed)[1:]:
+            frame[self.seed == label] = label
+        for i, prompt in enumerate(self.prompts):
+            mask = np.asarray(self.source.segment(t, prompt), dtype=bool) & (frame == 0)
+            if mask.sum() < self.params.min_area:
+                raise ValueError(
+                    f"prompt {i} selects no free region of at least {self.params.min_area} "
+                    f"pixels on frame {t}; move the click or box onto an untracked cell"
+                )
+            track_id = prompt.track_id if prompt.track_id is not None else None
+            if track_id is None:
+                track_id = max(int(frame.max()), self.lineage.next_id() - 1) + 1
+            if (frame == track_id).any():
+                raise ValueError(f"prompt {i} asks for track id {track_id}, which is taken")
+            frame[mask] = track_id
+        for label in np.unique(frame)[1:]:
+            label = int(label)
+            mask = frame == label
+            self.lineage.add_track(t, track_id=label)
+            self.source.add(t, label, mask)
+            pieces = len(rules.sizeable_pieces(mask, self.params))
+            self._followed[label] = _Followed(areas=[int(mask.sum())], pieces=pieces)
+            self.events.append(TrackEvent("seed", t, label))
+        self._write(t, frame)
+        return self._update(t, frame, list(self.events))
+
+    def _step(self, t: int) -> FrameUpdate:
+        p = self.params
+        masks = self.source.track(t)
+        found: list[TrackEvent] = []
+        present: dict[int, np.ndarray] = {}
+        splits: list[tuple[int, tuple[np.ndarray, np.ndarray], DivisionRule]] = []
+        shrunk: list[int] = []
+        for track_id, state in self._followed.items():
+            mask = masks.get(track_id)
+            area = 0 if mask is None else int(np.count_nonzero(mask))
+            if area < p.min_area:
+                state.absent += 1
+                continue
+            state.absent = 0
+            pieces = rules.sizeable_pieces(mask, p)  # type: ignore[arg-type]
+            if len(pieces) >= 2 and state.pieces < 2:
+                splits.append((track_id, (pieces[0], pieces[1]), "split"))
+                continue
+            state.pieces = len(pieces)
+            present[track_id] = np.asarray(mask, dtype=bool)
+            if rules.shrank(area, state.area, present[track_id], p):
+                shrunk.append(track_id)
+        entry_frame = p.entry_every > 0 and (t - self.seed_frame) % p.entry_every == 0
+        entries: list[np.ndarray] = []
+        if entry_frame or shrunk:
+            covered = np.zeros(self.shape[1:], dtype=bool)
+            for mask in present.values():
+                covered |= mask
+            for _, pair, _ in splits:
+                covered |= pair[0] | pair[1]
+            areas = [int(m.sum()) for m in present.values()]
+            candidates = rules.new_object_masks(
+                self.source.propose(t, covered),
+                covered,
+                p,
+                typical_area=float(np.median(areas)) if areas else None,
+            )
+            for track_id in shrunk:
+                k = rules.find_sister(
+                    present[track_id], self._followed[track_id].area, candidates, p
+                )
+                if k is not None:
+                    sister = candidates.pop(k)
+                    splits.append((track_id, (present.pop(track_id), sister), "area_drop"))
+            if entry_frame:
+                entries = candidates
+        found += self._exits()
+        order: list[tuple[int, np.ndarray]] = list(present.items())
+        for mother, pair, rule in splits:
+            daughters = self.lineage.divide(mother, t, 2, rule)
+            self.source.remove(mother)
+            del self._followed[mother]
+            found.append(TrackEvent("division", t, mother, daughters, rule))
+            order += list(zip(daughters, pair))
+        for mask in entries:
+            track_id = self.lineage.add_track(t).track_id
+            found.append(TrackEvent("entry", t, track_id))
+            order.append((track_id, mask))
+        frame = self._paint(t, order)
+        self._write(t, frame)
+        self.events += found
+        return self._update(t, frame, found)
+
+    def _exits(self) -> list[TrackEvent]:
+        """End the tracks of objects absent for ``exit_after`` frames."""
+        gone = [i for i, s in self._followed.items() if s.absent >= self.params.exit_after]
+        out = []
+        for track_id in gone:
+            self.lineage.close(track_id)
+            self.source.remove(track_id)
+            del self._followed[track_id]
+            out.append(TrackEvent("exit", self.lineage[track_id].end, track_id))
+        return out
+
+    def _paint(self, t: int, order: list[tuple[int, np.ndarray]]) -> np.ndarray:
+        """The frame's labels; earlier objects keep contested pixels. New objects join the
+        source here, and every painted object counts as present on ``t``."""
+        frame = np.zeros(self.shape[1:], dtype=np.int64)
+        for track_id, mask in order:
+            free = mask & (frame == 0)
+            area = int(np.count_nonzero(free))
+            state = self._followed.get(track_id)
+            if state is None:  # a daughter or a new cell: follow it from this frame
+                self.source.add(t, track_id, free)
+                state = self._followed[track_id] = _Followed(areas=[])
+            if area == 0:
+                state.absent += 1
+                continue
+            frame[free] = track_id
+            state.seen(area)
+            self.lineage.mark_present(track_id, t)
+        return frame
+
+    def _write(self, t: int, frame: np.ndarray) -> None:
+        top = int(frame.max(initial=0))
+        if np.issubdtype(self.out.dtype, np.integer) and top > np.iinfo(self.out.dtype).max:
+            raise ValueError(
+                f"track id {top} does not fit the output's {self.out.dtype} labels; use a "
+                "wider integer type (e.g. int32)"
+            )
+        self.out[t] = frame.astype(self.out.dtype, copy=False)
+        self._last = t
+
+    def _update(self, t: int, frame: np.ndarray, found: list[TrackEvent]) -> FrameUpdate:
+        return FrameUpdate(
+            frame=t,
+            labels=frame,
+            events=found,
+            n_active=len(self._followed),
+            done=t - self.seed_frame + 1,
+            total=self.total,
+        )
+
+
+def track_cells(
+    frames: Any,
+    seed_labels: Any,
+    seed_frame: int,
+    mask_source: MaskSource,
+    params: TrackingParams | None = None,
+    *,
+    out: Any | None = None,
+    prompts: Sequence[PromptSeed] = (),
+    progress: Callable[[FrameUpdate], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrackingResult:
+    """Track every seeded cell from ``seed_frame`` to the end of ``frames`` (T, Y, X).
+
+    ``progress`` gets each :class:`FrameUpdate`; ``should_stop`` is asked before every frame
+    and ends the run early (``result.stopped``). On an error a :class:`TrackingError` carries
+    the finished part as ``.result``.
+    """
+    tracker = CellTracker(
+        frames, seed_labels, seed_frame, mask_source, params, out=out, prompts=prompts
+    )
+    stopped = False
+    for update in tracker.run():
+        if progress is not None:
+            progress(update)
+        if update.done < update.total and should_stop is not None and should_stop():
+            stopped = True
+            break
+    return tracker.finish(stopped)
+
+
+# ---------------------------------------------------------------------------------- inputs
+def check_inputs(
+    frames: Any, seed_labels: Any, seed_frame: int, has_prompts: bool = False
+) -> tuple[tuple[int, int, int], np.ndarray]:
+    """The stack's (T, Y, X) shape and the seed frame's labels, or a ValueError that says
+    what is wrong (so a caller can check before loading a model)."""
+    shape = _stack_shape(frames)
+    if not 0 <= int(seed_frame) < shape[0]:
+        raise ValueError(f"seed frame {seed_frame} is outside the stack's frames 0..{shape[0] - 1}")
+    seed = _seed_image(seed_labels, shape, int(seed_frame))
+    if not seed.any() and not has_prompts:
+        raise ValueError(
+            f"the seed labels on frame {seed_frame} contain no objects: paint or load at least "
+            "one cell (or give click/box prompts) before tracking"
+        )
+    return shape, seed
+
+
+def _stack_shape(frames: Any) -> tuple[int, int, int]:
+    shape = tuple(int(s) for s in (frames if isinstance(frames, tuple) else frames.shape))
+    if len(shape) != 3:
+        hint = (
+            " (one channel of a multichannel stack, or one z-plane of a 3D+t stack)"
+            if len(shape) == 4
+            else ""
+        )
+        raise ValueError(
+            f"cell tracking needs a (T, Y, X) stack, got shape {shape}; pass a 2D+t stack{hint}"
+        )
+    if shape[0] < 1 or shape[1] < 1 or shape[2] < 1:
+        raise ValueError(f"the stack of shape {shape} has no frames or empty frames")
+    return shape
+
+
+def _seed_image(seed: Any, shape: tuple[int, int, int], seed_frame: int) -> np.ndarray:
+    """The seed frame's labels as int64 (Y, X), after checking shape and type."""
+    seed_shape = tuple(int(s) for s in getattr(seed, "shape", np.shape(seed)))
+    if seed_shape == shape:
+        image = np.asarray(seed[seed_frame])
+    elif seed_shape == shape[1:]:
+        image = np.asarray(seed)
+    else:
+        raise ValueError(
+            f"seed labels of shape {seed_shape} fit neither a frame {shape[1:]} nor the stack "
+            f"{shape}; draw the seed layer on the image being tracked"
+        )
+    if image.dtype == bool:
+        return image.astype(np.int64)
+    if not np.issubdtype(image.dtype, np.integer):
+        raise ValueError(f"seed labels must be integer (a Labels layer), got dtype {image.dtype}")
+    if image.size and image.min() < 0:
+        raise ValueError("seed labels must not be negative (0 is background)")
+    return image.astype(np.int64)
+
+
+def _output_array(out: Any | None, shape: tuple[int, int, int]) -> Any:
+    if out is None:
+        return np.zeros(shape, dtype=np.int32)
+    out_shape = tuple(int(s) for s in out.shape)
+    if out_shape != shape:
+        raise ValueError(f"the output labels have shape {out_shape}, but the stack is {shape}")
+    if not np.issubdtype(np.dtype(out.dtype), np.integer):
+        raise ValueError(f"the output labels must be an integer array, got dtype {out.dtype}")
+    return out

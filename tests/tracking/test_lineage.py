@@ -1,0 +1,107 @@
+"""Lineage bookkeeping and its napari Tracks form."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_sam2.tracking import Lineage, tracks_layer_data
+
+
+def small_lineage() -> Lineage:
+    """1 and 2 from frame 0; 1 divides on frame 3 into 3 and 4; 2 ends on frame 4."""
+    lineage = Lineage()
+    one, two = lineage.add_track(0), lineage.add_track(0)
+    for t in range(3):
+        lineage.mark_present(one.track_id, t)
+    for t in range(5):
+        lineage.mark_present(two.track_id, t)
+    lineage.close(two.track_id)
+    lineage.divide(one.track_id, 3)
+    return lineage
+
+
+def test_divide_ends_the_mother_and_links_daughters() -> None:
+    """The mother closes on its last frame; daughters start on the division frame."""
+    lineage = small_lineage()
+    assert lineage.rows() == [(1, 0, 2, 0), (2, 0, 4, 0), (3, 3, 3, 1), (4, 3, 3, 1)]
+    assert lineage.graph() == {3: [1], 4: [1]}
+    assert lineage.children(1) == [3, 4]
+    assert lineage.active_ids() == [3, 4]
+    assert lineage.divisions[1].daughters == (3, 4) and lineage.divisions[1].rule == "split"
+
+
+def test_ids_are_never_reused_and_must_be_valid() -> None:
+    """New ids go above every id seen; duplicate, non-positive and orphan ids are refused."""
+    lineage = Lineage()
+    lineage.add_track(0, track_id=7)
+    assert lineage.add_track(1).track_id == 8
+    with pytest.raises(ValueError, match="already used"):
+        lineage.add_track(0, track_id=7)
+    with pytest.raises(ValueError, match="positive"):
+        lineage.add_track(0, track_id=0)
+    with pytest.raises(ValueError, match=r"parent track 3 .* does not exist"):
+        lineage.add_track(0, parent=3)
+
+
+def test_a_mother_present_on_the_division_frame_cannot_divide() -> None:
+    """Daughters must start after the mother's last frame (CTC rule)."""
+    lineage = Lineage()
+    lineage.add_track(0)
+    lineage.mark_present(1, 4)
+    with pytest.raises(ValueError, match="present on frame 4"):
+        lineage.divide(1, 4)
+
+
+def test_dict_round_trip_keeps_divisions_and_review_state() -> None:
+    """to_dict → from_dict gives the same rows and divisions (confirmed flag included)."""
+    lineage = small_lineage()
+    lineage.divisions[1].confirmed = True
+    again = Lineage.from_dict(lineage.to_dict())
+    assert again.rows() == lineage.rows()
+    assert again.divisions[1].confirmed and again.divisions[1].daughters == (3, 4)
+    assert again.next_id() == 5
+
+
+def test_rows_make_divisions_and_refuse_cycles() -> None:
+    """Rows with two children per parent become (confirmed) divisions; a cycle is an error."""
+    lineage = Lineage.from_rows([(4, 3, 5, 1), (1, 0, 2, 0), (3, 3, 5, 1)])
+    assert lineage.divisions[1].daughters == (3, 4) and lineage.divisions[1].frame == 3
+    with pytest.raises(ValueError, match="cycle"):
+        Lineage.from_rows([(1, 0, 2, 2), (2, 3, 4, 1)])
+    with pytest.raises(ValueError, match="names parent 9"):
+        Lineage.from_rows([(1, 0, 2, 9)])
+
+
+def test_tracks_layer_data_has_centroids_and_graph() -> None:
+    """One (id, t, y, x) row per cell and frame, sorted; the graph links present tracks, and
+    napari's Tracks layer accepts it."""
+    labels = np.zeros((5, 20, 20), dtype=np.int32)
+    labels[:3, 2:6, 2:6] = 1  # centroid (3.5, 3.5)
+    labels[:5, 10:12, 10:14] = 2
+    labels[3:, 2:4, 2:4] = 3
+    labels[3:, 6:8, 2:4] = 4
+    tracks = tracks_layer_data(labels, small_lineage())
+    assert tracks.data.shape == (3 + 5 + 2 + 2, 4)
+    np.testing.assert_allclose(tracks.data[0], [1, 0, 3.5, 3.5])
+    assert tracks.data[:, 0].tolist() == sorted(tracks.data[:, 0].tolist())
+    assert tracks.graph == {3: [1], 4: [1]}
+    assert tracks.features["parent"].tolist() == [0] * 8 + [1] * 4
+    from napari.layers import Tracks
+
+    layer = Tracks(tracks.data, graph=tracks.graph)
+    assert layer.graph == {3: [1], 4: [1]}
+
+
+def test_tracks_layer_data_in_3d_and_without_a_missing_parent() -> None:
+    """3D+t labels give (id, t, z, y, x) rows; a link to a track without masks is dropped."""
+    labels = np.zeros((2, 4, 8, 8), dtype=np.int32)
+    labels[1, 1:3, 2:4, 2:4] = 5
+    lineage = Lineage()
+    lineage.add_track(0, track_id=2)
+    lineage.add_track(1, parent=2, track_id=5)
+    tracks = tracks_layer_data(labels, lineage)
+    np.testing.assert_allclose(tracks.data, [[5, 1, 1.5, 2.5, 2.5]])
+    assert tracks.graph == {}
+    with pytest.raises(ValueError, match=r"\(T, Y, X\) or \(T, Z, Y, X\)"):
+        tracks_layer_data(np.zeros((4, 4), int))

@@ -54,6 +54,7 @@ class Session:
     image_name: str
     image_shape: tuple[int, ...]  # (..., H, W), without RGB channels
     video_axis: int | None
+    contrast_limits: tuple[float, float] | None = None  # what the model saw, for replays
     points: list[Point] = field(default_factory=list)
     boxes: list[Box] = field(default_factory=list)
     labels: np.ndarray | None = None
@@ -80,7 +81,8 @@ class Session:
         from napari_sam2.boxes import box_planes, shapes_to_box
 
         shape = (*layer_array(image).shape[: image.ndim - 2], *plane_shape(image))
-        session = cls(str(image.name), tuple(int(n) for n in shape), video_axis)
+        low, high = (float(v) for v in image.contrast_limits)
+        session = cls(str(image.name), tuple(int(n) for n in shape), video_axis, (low, high))
         if points is not None and len(points.data):
             world = [points.data_to_world(p) for p in np.asarray(points.data)]
             coords = np.array([image.world_to_data(w) for w in world], dtype=float)
@@ -152,6 +154,13 @@ class Session:
         return points, shapes, labels
 
 
+def _limits(values: Any) -> tuple[float, float] | None:
+    if values is None:
+        return None
+    low, high = (float(v) for v in values)
+    return low, high
+
+
 def _box4(values: Any) -> tuple[float, float, float, float]:
     x0, y0, x1, y1 = (float(v) for v in values)
     return x0, y0, x1, y1
@@ -174,6 +183,9 @@ def save_session(session: Session, path: str | os.PathLike[str]) -> Path:
         "version": VERSION,
         "image": {"name": session.image_name, "shape": list(session.image_shape)},
         "video_axis": session.video_axis,
+        "contrast_limits": (
+            None if session.contrast_limits is None else list(session.contrast_limits)
+        ),
         "points": [
             {"coords": list(p.coords), "positive": p.positive, "object_id": p.object_id}
             for p in session.points
@@ -213,6 +225,7 @@ def load_session(path: str | os.PathLike[str]) -> Session:
             image_name=str(document["image"]["name"]),
             image_shape=tuple(int(n) for n in document["image"]["shape"]),
             video_axis=document.get("video_axis"),
+            contrast_limits=_limits(document.get("contrast_limits")),
             points=[
                 Point(
                     tuple(float(c) for c in p["coords"]), bool(p["positive"]), int(p["object_id"])

@@ -284,7 +284,7 @@ def test_4d_stack_propagates_through_t_at_the_current_z(
 
 
 def test_session_saved_and_opened_in_a_new_viewer(
-    open_session: Callable[..., Session], tmp_path: Any
+    open_session: Callable[..., Session], tmp_path: Any, fast_predictor: Any
 ) -> None:
     """Save session writes prompts and labels beside the data; opening it on the same sample
     in a fresh viewer brings back the points and the labels as new layers, nothing re-run."""
@@ -298,6 +298,24 @@ def test_session_saved_and_opened_in_a_new_viewer(
     session.widget._on_save_session(str(tmp_path / "cells"))
     assert (tmp_path / "cells.sam2.json").is_file()
     assert "saved 2 point(s)" in session.widget._status_label.text()
+
+    # replayed without a viewer: the same prompts give the widget's frames
+    from napari_sam2.replay import replay_session
+    from napari_sam2.session_file import load_session
+
+    saved = load_session(tmp_path / "cells.sam2.json")
+    assert saved.contrast_limits == tuple(session.controller.image_layer.contrast_limits)
+    saved.labels = None
+    done: list[int] = []
+    replayed = replay_session(
+        session.controller.image_layer.data,
+        saved,
+        lambda: fast_predictor,
+        progress=lambda n, total: done.append(total),
+    )
+    assert done and done[-1] == 21 + 4  # forward 3..23, then back 3..0
+    np.testing.assert_array_equal(replayed[4:7], session.labels.data[4:7])
+    assert replayed[:3].any() or replayed[7:].any()  # beyond the widget's range too
 
     again = open_session()
     again.widget._on_open_session(str(tmp_path / "cells.sam2.json"))

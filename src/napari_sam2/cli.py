@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from napari_sam2.tracking.engine import (
     check_inputs,
 )
 from napari_sam2.tracking.params import TrackingParams
+from napari_sam2.tracking.proposals import ENTRY_DETECTORS, EntryDetector
 
 if TYPE_CHECKING:
     from sam2.sam2_video_predictor import SAM2VideoPredictor
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["default_out", "load_video_predictor", "main", "read_stack", "run_tracking"]
 
 DEFAULT_MODEL = "facebook/sam2.1-hiera-tiny"
-EntryDetector = Literal["threshold", "sam2", "none"]
 OUTPUTS = ("labels.tif", "tracks.csv", "lineage.csv", "measurements.csv", "ctc", "tracking.json")
 
 
@@ -173,8 +173,7 @@ def run_tracking(
     """
     import tifffile
 
-    from napari_sam2.tracking.proposals import AutoMaskProposer, Proposer, ThresholdProposer
-    from napari_sam2.tracking.sources import SAM2MaskSource
+    from napari_sam2.tracking.sources import sam2_mask_source
 
     frames = read_stack(stack, channel)
     seed_image = read_stack(seeds)
@@ -189,13 +188,7 @@ def run_tracking(
     )
     if predictor is None:
         predictor = load_video_predictor(model, checkpoint, config, device, image_size)
-    proposer: Proposer | None = None
-    if entries == "threshold":
-        proposer = ThresholdProposer()
-    elif entries == "sam2":
-        proposer = AutoMaskProposer.from_model(predictor.model)
-    options = {"contrast_limits": contrast_limits} if contrast_limits else {}
-    source = SAM2MaskSource(predictor, frames, proposer=proposer, **options)
+    source = sam2_mask_source(predictor, frames, entries=entries, contrast_limits=contrast_limits)
     tracker = CellTracker(frames, seed_image, seed_frame, source, params, out=labels)
     show = _ProgressLine(progress) if progress is not None else None
     failure: BaseException | None = None
@@ -207,6 +200,8 @@ def run_tracking(
         failure = exc
     except KeyboardInterrupt as exc:
         failure = exc
+    finally:
+        source.close()
     result = tracker.finish(stopped=failure is not None)
     labels.flush()
     _write_outputs(out, frames, labels, result, dict(model=model, checkpoint=checkpoint))
@@ -348,7 +343,7 @@ def _parser() -> argparse.ArgumentParser:
     rules = track.add_argument_group("tracking rules (see TrackingParams)")
     rules.add_argument(
         "--entries",
-        choices=("threshold", "sam2", "none"),
+        choices=ENTRY_DETECTORS,
         default="threshold",
         help="how new cells are found: bright regions (threshold), SAM 2's automatic masks "
         "(sam2) or not at all (none)",

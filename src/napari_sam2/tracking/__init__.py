@@ -28,13 +28,22 @@ from napari_sam2.tracking.engine import (
 from napari_sam2.tracking.lineage import Division, Lineage, Track, TracksData, tracks_layer_data
 from napari_sam2.tracking.measurements import measure_cells, write_measurements_csv
 from napari_sam2.tracking.params import TrackingParams
-from napari_sam2.tracking.proposals import AutoMaskProposer, Proposer, ThresholdProposer
-from napari_sam2.tracking.sources import MaskSource, PromptSeed, SAM2MaskSource
+from napari_sam2.tracking.proposals import (
+    ENTRY_DETECTORS,
+    AutoMaskProposer,
+    EntryDetector,
+    Proposer,
+    ThresholdProposer,
+    make_proposer,
+)
+from napari_sam2.tracking.sources import MaskSource, PromptSeed, SAM2MaskSource, sam2_mask_source
 
 __all__ = [
+    "ENTRY_DETECTORS",
     "AutoMaskProposer",
     "CellTracker",
     "Division",
+    "EntryDetector",
     "FrameUpdate",
     "Lineage",
     "MaskSource",
@@ -50,8 +59,10 @@ __all__ = [
     "TracksData",
     "add_division",
     "confirm_division",
+    "make_proposer",
     "measure_cells",
     "read_ctc",
+    "sam2_mask_source",
     "track_cells",
     "tracks_layer_data",
     "undo_division",

@@ -10,11 +10,23 @@ and needs no weights.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 import numpy as np
 
-__all__ = ["AutoMaskProposer", "Proposer", "ThresholdProposer", "to_rgb8"]
+__all__ = [
+    "ENTRY_DETECTORS",
+    "AutoMaskProposer",
+    "EntryDetector",
+    "Proposer",
+    "ThresholdProposer",
+    "make_proposer",
+    "to_rgb8",
+]
+
+#: How new cells are found: bright regions, SAM 2's automatic masks, or not at all.
+EntryDetector = Literal["threshold", "sam2", "none"]
+ENTRY_DETECTORS: tuple[EntryDetector, ...] = get_args(EntryDetector)
 
 
 @runtime_checkable
@@ -96,3 +108,20 @@ class AutoMaskProposer:
         records = self.generator.generate(to_rgb8(frame))
         key: Callable[[dict[str, Any]], float] = lambda r: -float(r.get("predicted_iou", 0.0))  # noqa: E731
         return [np.asarray(r["segmentation"], dtype=bool) for r in sorted(records, key=key)]
+
+
+def make_proposer(entries: EntryDetector, model: Any = None) -> Proposer | None:
+    """The proposer of an entry detector by name; ``"sam2"`` needs the SAM 2 ``model``.
+
+    The command line and the napari widget both pick their detector here, so the same name
+    means the same proposals everywhere.
+    """
+    if entries == "none":
+        return None
+    if entries == "threshold":
+        return ThresholdProposer()
+    if entries == "sam2":
+        if model is None:
+            raise ValueError("entry detection with 'sam2' needs a SAM 2 model")
+        return AutoMaskProposer.from_model(model)
+    raise ValueError(f"unknown entry detector {entries!r}; choose one of {list(ENTRY_DETECTORS)}")

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from napari_sam2.tracking.proposals import Proposer
+from napari_sam2.tracking.proposals import EntryDetector, Proposer, make_proposer
 
 if TYPE_CHECKING:
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
     from sam2.sam2_video_predictor import SAM2VideoPredictor
 
-__all__ = ["MaskSource", "PromptSeed", "SAM2MaskSource", "exclusive_masks"]
+__all__ = ["MaskSource", "PromptSeed", "SAM2MaskSource", "exclusive_masks", "sam2_mask_source"]
 
 _PROMPT_ID = "__napari_sam2_prompt__"  # temporary object while a click becomes a mask
 
@@ -131,6 +132,12 @@ class SAM2MaskSource:
         self.proposer = proposer
         self.state = predictor.init_state(frames, **frame_options)
 
+    def close(self) -> None:
+        """Stop the session's frame prefetch thread now (a run that ends early calls this)."""
+        close = getattr(self.state.frames, "close", None)
+        if close is not None:
+            close()
+
     def add(self, frame_idx: int, obj_id: int, mask: np.ndarray) -> None:
         self.predictor.add_new_mask(self.state, frame_idx, obj_id, np.asarray(mask, dtype=bool))
 
@@ -172,3 +179,30 @@ class SAM2MaskSource:
         mask = (logits[obj_ids.index(_PROMPT_ID), 0] > 0).cpu().numpy()
         self.predictor.remove_object(self.state, _PROMPT_ID, need_output=False)
         return mask
+
+
+def sam2_mask_source(
+    predictor: SAM2VideoPredictor | SAM2ImagePredictor,
+    frames: Any,
+    *,
+    entries: EntryDetector = "threshold",
+    contrast_limits: tuple[float, float] | None = None,
+) -> SAM2MaskSource:
+    """The SAM 2 mask source that the command line and the napari widget track with.
+
+    ``predictor`` is a video predictor, or an image predictor whose model (and precision) is
+    reused as a video predictor with the video builder's post-processing (holes up to 8 pixels
+    filled), so an already loaded model serves both clicks and tracking. ``entries`` names the
+    entry detector (:func:`~napari_sam2.tracking.proposals.make_proposer`).
+    """
+    from sam2.sam2_video_predictor import SAM2VideoPredictor
+
+    if not isinstance(predictor, SAM2VideoPredictor):
+        predictor = SAM2VideoPredictor(
+            predictor.model,
+            fill_hole_area=8,
+            precision=getattr(predictor, "precision", "fp32"),
+        )
+    proposer = make_proposer(entries, predictor.model)
+    options = {"contrast_limits": contrast_limits} if contrast_limits is not None else {}
+    return SAM2MaskSource(predictor, frames, proposer=proposer, **options)

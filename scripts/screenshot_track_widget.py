@@ -1,0 +1,132 @@
+"""Screenshot of the SAM 2 cell tracking widget after a run, for the docs.
+
+Run headless with ``xvfb-run -a python scripts/screenshot_track_widget.py [output.png]``. It
+opens a synthetic time-lapse whose cells move, divide and enter, seeds the cells of frame 0,
+adds the widget from the plugin manifest, tracks to the end, selects the first division in the
+list and saves the whole window a few frames after it.
+
+No trained weights are downloaded: by default the masks come from a stand-in source that
+follows the synthetic ground truth (plugged in through the controller's
+``mask_source_factory`` hook), so the picture shows what a review looks like: divisions in the
+list, lineage in the Tracks layer. ``--sam2`` tracks with a random-weight tiny SAM 2 instead,
+through the real model path (slow, minutes on a CPU, and the masks are then meaningless).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import napari
+import numpy as np
+from qtpy.QtWidgets import QApplication
+
+from napari_sam2.synthetic import SyntheticTimelapse, make_tracking_timelapse
+from napari_sam2.tracking import PromptSeed
+
+OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "images" / "track-widget.png"
+
+
+class GroundTruthSource:
+    """Each object follows the ground-truth cell under its seed mask, daughters included (as
+    SAM 2 does when it keeps following a dividing cell); proposals are the frame's cells."""
+
+    def __init__(self, data: SyntheticTimelapse) -> None:
+        self.labels = data.labels
+        self.children: dict[int, list[int]] = {}
+        for label, _, _, parent in data.lineage:
+            if parent:
+                self.children.setdefault(parent, []).append(label)
+        self.follow: dict[int, set[int]] = {}
+
+    def add(self, frame_idx: int, obj_id: int, mask: np.ndarray) -> None:
+        under = self.labels[frame_idx][np.asarray(mask, dtype=bool)]
+        self.follow[obj_id] = {int(np.bincount(under[under > 0]).argmax())}
+
+    def remove(self, obj_id: int) -> None:
+        del self.follow[obj_id]
+
+    def track(self, frame_idx: int) -> dict[int, np.ndarray]:
+        frame = self.labels[frame_idx]
+        here = set(np.unique(frame).tolist())
+        time.sleep(0.05)  # a little time per frame, so the run looks like one
+        for obj_id, cells in self.follow.items():
+            now = {c for c in cells if c in here}
+            for cell in cells - now:
+                now |= {c for c in self.children.get(cell, []) if c in here}
+            if now:
+                self.follow[obj_id] = now
+        return {k: np.isin(frame, sorted(v)) for k, v in self.follow.items()}
+
+    def propose(self, frame_idx: int, covered: np.ndarray) -> list[np.ndarray]:
+        frame = self.labels[frame_idx]
+        return [frame == cell for cell in np.unique(frame)[1:]]
+
+    def segment(self, frame_idx: int, prompt: PromptSeed) -> np.ndarray:
+        raise NotImplementedError("this stand-in only follows seed labels")
+
+
+def random_sam2() -> Any:
+    """Random-weight tiny SAM 2 at 256 px: the real code path, no download."""
+    import torch
+
+    from sam2.build_sam import build_sam2
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    torch.manual_seed(0)
+    model = build_sam2("tiny", device="cpu", hydra_overrides_extra=["++model.image_size=256"])
+    return SAM2ImagePredictor(model)
+
+
+def wait_until_idle(widget: Any, timeout: float = 600.0) -> None:
+    app = QApplication.instance()
+    assert app is not None
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        app.processEvents()
+        if not widget.controller.running:
+            break
+        time.sleep(0.02)
+    for _ in range(20):
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def main(output: Path, sam2: bool) -> None:
+    data = make_tracking_timelapse(n_frames=24, shape=(192, 192), seed=0)
+    viewer = napari.Viewer(title="napari-sam2")
+    viewer.window._qt_window.resize(1500, 1150)
+    viewer.add_image(data.image, name="cells", axis_labels=("t", "y", "x"))
+    seeds = viewer.add_labels(data.labels[0].astype(np.uint16), name="seeds (frame 0)")
+    viewer.dims.set_current_step(0, 0)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2 cell tracking")
+    if sam2:
+        widget.set_model_factory(random_sam2)
+    else:
+        widget.controller.mask_source_factory = lambda inputs: GroundTruthSource(data)
+    widget._entry_every_spin.setValue(1)
+    widget._on_track()
+    wait_until_idle(widget)
+    seeds.visible = False
+    widget._divisions_list.setCurrentRow(0)  # goes to the division's frame
+    division = widget.controller.divisions()[0] if widget.controller.divisions() else None
+    viewer.dims.set_current_step(0, (division.frame if division else 0) + 3)
+    viewer.layers.selection.active = widget.controller.labels_layer
+    wait_until_idle(widget)
+    viewer.reset_view()  # the dock took canvas width: fit the whole field again
+    wait_until_idle(widget)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(str(output), canvas_only=False)
+    lineage = widget.controller.lineage
+    print(f"saved {output}; {len(lineage or [])} tracks; status: {widget._status_label.text()}")
+    viewer.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("output", nargs="?", type=Path, default=OUTPUT)
+    parser.add_argument("--sam2", action="store_true", help="track with a random tiny SAM 2")
+    args = parser.parse_args()
+    main(args.output, args.sam2)

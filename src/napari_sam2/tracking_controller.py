@@ -1,0 +1,294 @@
+"""Cell tracking inside napari: one controller per dock widget, holding the last run's results.
+
+:class:`TrackingController` starts a :class:`~napari_sam2.tracking_job.TrackingRun` into a new
+Labels layer (bad input becomes a notification before any worker starts), and when it ends,
+or is stopped, keeps its lineage, stores it in the layer's ``metadata["lineage"]`` and adds or
+updates a Tracks layer. Division corrections and exports go through it as well, so the widget
+only forwards clicks. torch is never imported here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from napari.utils.notifications import show_error
+from psygnal import Signal
+
+from napari_sam2.axes import layer_array
+from napari_sam2.layers import new_labels_layer
+from napari_sam2.models import PredictorFactory
+from napari_sam2.tracking import editing
+from napari_sam2.tracking.lineage import Division, Lineage, tracks_layer_data
+from napari_sam2.tracking.params import TrackingParams
+from napari_sam2.tracking.proposals import EntryDetector
+from napari_sam2.tracking.sources import MaskSource
+from napari_sam2.tracking_job import (
+    MaskSourceFactory,
+    TrackingInputs,
+    TrackingRun,
+    prepare_inputs,
+)
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Image, Labels, Tracks
+
+__all__ = ["TrackingController"]
+
+
+class TrackingController:
+    """Runs tracking for a dock widget and keeps the last run's layers and lineage.
+
+    ``mask_source_factory`` is the hook for other mask sources: a callable taking the
+    :class:`TrackingInputs` and returning a
+    :class:`~napari_sam2.tracking.sources.MaskSource`, called in the worker thread. None (the
+    default) tracks with SAM 2 from the predictor factory, exactly as the command line does
+    (:func:`~napari_sam2.tracking.sources.sam2_mask_source`).
+    """
+
+    status = Signal(str)
+    running_changed = Signal(bool)
+    frame_written = Signal(int)  # a frame of the output layer is final
+    lineage_changed = Signal()
+
+    def __init__(self, viewer: napari.viewer.Viewer, factory: PredictorFactory) -> None:
+        self.viewer = viewer
+        self.mask_source_factory: MaskSourceFactory | None = None
+        self.run: TrackingRun | None = None
+        self.lineage: Lineage | None = None
+        self.labels_layer: Labels | None = None
+        self.tracks_layer: Tracks | None = None
+        self._factory = factory
+        viewer.layers.events.removed.connect(self._on_layer_removed)
+
+    def set_factory(self, factory: PredictorFactory) -> None:
+        self._factory = factory
+
+    @property
+    def running(self) -> bool:
+        return self.run is not None and self.run.running
+
+    @property
+    def image_layer(self) -> Image | None:
+        return self.run.inputs.image if self.run is not None else None
+
+    def divisions(self) -> list[Division]:
+        """The current lineage's divisions, by frame then mother."""
+        if self.lineage is None:
+            return []
+        return sorted(self.lineage.divisions.values(), key=lambda d: (d.frame, d.mother))
+
+    # -------------------------------------------------------------- running
+    def track(
+        self,
+        image: Image | None,
+        seed_layer: Labels | None,
+        seed_frame: int,
+        params: TrackingParams,
+        entries: EntryDetector = "threshold",
+    ) -> TrackingRun | None:
+        """Start a run into a new Labels layer; bad input becomes a notification, no worker."""
+        if self.running:
+            show_error("Tracking is already running: stop it first.")
+            return None
+        try:
+            inputs = prepare_inputs(image, seed_layer, seed_frame, params, entries)
+        except ValueError as exc:
+            show_error(str(exc))
+            self.status.emit(str(exc))
+            return None
+        labels = new_labels_layer(inputs.image)
+        labels.name = f"{inputs.image.name} tracked"
+        labels.metadata["lineage"] = Lineage().to_dict()
+        self.viewer.add_layer(labels)
+        self.labels_layer, self.tracks_layer, self.lineage = labels, None, None
+        run = TrackingRun(self.viewer, inputs, labels)
+        run.status.connect(self._relay_status)
+        run.frame_done.connect(self._on_frame_done)
+        run.finished.connect(self._on_run_finished)
+        self.run = run
+        run.start(lambda: self._open_source(inputs))
+        self.running_changed.emit(True)
+        self.lineage_changed.emit()
+        return run
+
+    def stop(self) -> None:
+        if self.run is not None:
+            self.run.stop()
+
+    def close(self) -> None:
+        self.stop()
+        self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
+
+    def _relay_status(self, text: str) -> None:
+        self.status.emit(text)
+
+    def _open_source(self, inputs: TrackingInputs) -> MaskSource:
+        if self.mask_source_factory is not None:
+            return self.mask_source_factory(inputs)
+        from napari_sam2.tracking.sources import sam2_mask_source
+
+        return sam2_mask_source(
+            self._factory(),
+            inputs.frames,
+            entries=inputs.entries,
+            contrast_limits=inputs.contrast_limits,
+        )
+
+    def _on_frame_done(self, frame: int) -> None:
+        labels = self.labels_layer
+        if labels is not None and self.run is not None and self.run.divisions:
+            self.lineage = Lineage.from_dict(labels.metadata["lineage"])
+            self.lineage_changed.emit()
+        self.frame_written.emit(frame)
+
+    def _on_run_finished(self) -> None:
+        run = self.run
+        kept = run is not None and run.labels in self.viewer.layers
+        if run is not None and kept and run.frames_done == 0:  # e.g. the model did not load
+            self.viewer.layers.remove(run.labels)
+            kept = False
+        if run is not None and kept and run.result is not None:
+            self.lineage = run.result.lineage
+            self._show_tracks()
+        else:
+            self.labels_layer, self.lineage = None, None
+        self.running_changed.emit(False)
+        self.lineage_changed.emit()
+
+    # -------------------------------------------------------------- results
+    def _show_tracks(self) -> None:
+        """Add the Tracks layer, or update it in place (keeping the user's display settings)."""
+        image, labels, lineage = self.image_layer, self.labels_layer, self.lineage
+        if labels is None or lineage is None:
+            return
+        data = tracks_layer_data(labels.data, lineage)
+        tracks = self.tracks_layer
+        if not len(data.data):
+            if tracks is not None and tracks in self.viewer.layers:
+                self.viewer.layers.remove(tracks)
+            self.tracks_layer = None
+            return
+        if tracks is not None and tracks in self.viewer.layers:
+            tracks.data = data.data
+            tracks.graph = data.graph
+            tracks.features = data.features
+            return
+        name = f"{image.name} tracks" if image is not None else "tracks"
+        self.tracks_layer = self.viewer.add_tracks(
+            data.data,
+            graph=data.graph,
+            features=data.features,
+            name=name,
+            scale=labels.scale,
+            translate=labels.translate,
+            tail_length=10,
+        )
+
+    def _edited(self, touched: list[int]) -> None:
+        """Labels and lineage changed by hand: refresh the layer, its metadata and the tracks."""
+        assert self.labels_layer is not None and self.lineage is not None
+        self.labels_layer.metadata["lineage"] = self.lineage.to_dict()
+        if touched:
+            self.labels_layer.refresh()
+        self._show_tracks()
+        self.lineage_changed.emit()
+
+    def _editable(self) -> tuple[Lineage, Labels] | None:
+        if self.running:
+            show_error("Wait for tracking to finish (or stop it) before editing divisions.")
+            return None
+        if self.lineage is None or self.labels_layer is None:
+            show_error("Track cells first: there is no lineage to edit.")
+            return None
+        return self.lineage, self.labels_layer
+
+    def confirm_division(self, mother: int) -> None:
+        """Mark the division of ``mother`` as checked."""
+        editable = self._editable()
+        if editable is None:
+            return
+        try:
+            editing.confirm_division(editable[0], mother)
+        except ValueError as exc:
+            show_error(str(exc))
+            return
+        self._edited([])
+        self.status.emit(f"division of track {mother} confirmed")
+
+    def undo_division(self, mother: int) -> None:
+        """It was no division: the daughters become ``mother`` again (labels and lineage)."""
+        editable = self._editable()
+        if editable is None:
+            return
+        lineage, labels = editable
+        try:
+            touched = editing.undo_division(lineage, labels.data, mother)
+        except ValueError as exc:
+            show_error(str(exc))
+            return
+        self._edited(touched)
+        self.status.emit(f"division of track {mother} undone ({len(touched)} frame(s) relabelled)")
+
+    def add_division(self, mother: int, frame: int, sister: int) -> None:
+        """``mother`` divides on ``frame`` into its continuation and track ``sister``."""
+        editable = self._editable()
+        if editable is None:
+            return
+        lineage, labels = editable
+        try:
+            daughters = editing.add_division(lineage, labels.data, mother, frame, sister)
+        except ValueError as exc:
+            show_error(str(exc))
+            return
+        self._edited(list(range(frame, labels.data.shape[0])))
+        self.status.emit(
+            f"track {mother} divides on frame {frame} into {daughters[0]} and {daughters[1]}"
+        )
+
+    def export_ctc(self, folder: str | Path, overwrite: bool = False) -> None:
+        """Write the tracked labels and lineage as a Cell Tracking Challenge folder.
+
+        Raises FileExistsError when ``folder`` already holds a result and not ``overwrite``.
+        """
+        from napari_sam2.tracking.ctc import write_ctc
+
+        editable = self._editable()
+        if editable is None:
+            return
+        lineage, labels = editable
+        try:
+            tracks = write_ctc(
+                folder, labels.data, lineage, allow_empty_frames=True, overwrite=overwrite
+            )
+        except FileExistsError:
+            raise
+        except (ValueError, OSError) as exc:
+            show_error(f"Could not export the CTC folder: {exc}")
+            return
+        self.status.emit(f"saved {len(tracks)} CTC track(s) to {folder}")
+
+    def export_measurements(self, path: str | Path) -> None:
+        """Area, centroid and mean intensity of every cell on every frame, as CSV."""
+        from napari_sam2.tracking.measurements import write_measurements_csv
+
+        editable = self._editable()
+        if editable is None:
+            return
+        lineage, labels = editable
+        image = self.image_layer
+        frames = layer_array(image) if image is not None and image in self.viewer.layers else None
+        try:
+            table = write_measurements_csv(path, labels.data, frames, lineage)
+        except (ValueError, OSError) as exc:
+            show_error(f"Could not write the measurements: {exc}")
+            return
+        self.status.emit(f"saved {len(table['frame'])} measurement row(s) to {path}")
+
+    def _on_layer_removed(self, event: Any) -> None:
+        if event.value is self.tracks_layer:
+            self.tracks_layer = None
+        if event.value is self.labels_layer and not self.running:
+            self.labels_layer, self.lineage = None, None
+            self.lineage_changed.emit()

@@ -1,0 +1,426 @@
+"""The "SAM 2 cell tracking" dock widget, end to end in a real viewer.
+
+Division, stop and editing cases track with a mask source that follows the synthetic ground
+truth (random weights never see a division), injected through the controller's
+``mask_source_factory`` hook; one test runs the real tiny model to prove the SAM 2 wiring.
+"""
+
+from __future__ import annotations
+
+import csv
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from napari.layers import Image, Labels, Tracks
+from napari.utils.notifications import notification_manager
+
+from napari_sam2.synthetic import SyntheticTimelapse, make_tracking_timelapse
+from napari_sam2.tracking import (
+    TrackingParams,
+    read_ctc,
+    sam2_mask_source,
+    track_cells,
+    tracks_layer_data,
+)
+from napari_sam2.tracking_controller import TrackingController
+from napari_sam2.tracking_job import TrackingRun
+from napari_sam2.widgets.track import TrackWidget
+from tests.plugin.session import WAIT_MS, errors_after
+from tests.tracking.ground_truth import GroundTruthMaskSource
+
+pytestmark = pytest.mark.gui
+
+DIVIDING = 3  # the ground-truth cell that divides, on frame DIVISION_FRAME
+DIVISION_FRAME = 4
+
+
+@pytest.fixture(scope="module")
+def timelapse() -> SyntheticTimelapse:
+    """8 frames of 128² with 3 cells; cell 3 divides into 4 and 5 on frame 4."""
+    data = make_tracking_timelapse(
+        n_frames=8, shape=(128, 128), n_cells=3, n_divisions=1, n_entering=0, n_leaving=0, seed=3
+    )
+    assert (DIVIDING, 0, DIVISION_FRAME - 1, 0) in data.lineage
+    return data
+
+
+@dataclass
+class Tracking:
+    """A viewer with the time-lapse, its seeds and the widget added through the manifest."""
+
+    viewer: Any
+    widget: TrackWidget
+    image: Image
+    seeds: Labels
+    qtbot: Any
+
+    @property
+    def controller(self) -> TrackingController:
+        return self.widget.controller
+
+    @property
+    def labels(self) -> Labels:
+        labels = self.controller.labels_layer
+        assert labels is not None
+        return labels
+
+    @property
+    def tracks(self) -> Tracks:
+        tracks = self.controller.tracks_layer
+        assert tracks is not None and tracks in self.viewer.layers
+        return tracks
+
+    def follow_ground_truth(self, data: SyntheticTimelapse, **kwargs: Any) -> None:
+        self.controller.mask_source_factory = lambda inputs: GroundTruthMaskSource(data, **kwargs)
+
+    def track(self) -> TrackingRun:
+        self.widget._on_track()
+        run = self.controller.run
+        assert run is not None, "tracking did not start"
+        return run
+
+    def wait(self) -> None:
+        self.qtbot.waitUntil(lambda: not self.controller.running, timeout=2 * WAIT_MS)
+
+
+@pytest.fixture
+def open_tracking(
+    make_napari_viewer: Callable[..., Any], qtbot: Any, fast_predictor: Any
+) -> Iterator[Callable[..., Tracking]]:
+    """Open the time-lapse with seed labels (the first frame's cells by default)."""
+    opened: list[Tracking] = []
+
+    def factory(
+        data: SyntheticTimelapse, seeds: np.ndarray | None = None, image: Any = None
+    ) -> Tracking:
+        viewer = make_napari_viewer()
+        image_layer = viewer.add_image(data.image if image is None else image, name="cells")
+        seed_data = data.labels[0].astype(np.uint16) if seeds is None else seeds
+        seed_layer = viewer.add_labels(seed_data, name="seeds")
+        viewer.dims.set_current_step(0, 0)  # napari opens stacks on their middle frame
+        _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2 cell tracking")
+        assert isinstance(widget, TrackWidget)
+        widget.set_model_factory(lambda: fast_predictor)
+        opened.append(Tracking(viewer, widget, image_layer, seed_layer, qtbot))
+        return opened[-1]
+
+    yield factory
+    for tracking in opened:  # never leave a worker running into the viewer's teardown
+        tracking.controller.stop()
+        tracking.wait()
+
+
+def _assert_tracks_match(tracking: Tracking) -> None:
+    """The Tracks layer and the labels' metadata show exactly the controller's lineage."""
+    lineage = tracking.controller.lineage
+    assert lineage is not None
+    expected = tracks_layer_data(tracking.labels.data, lineage)
+    np.testing.assert_allclose(tracking.tracks.data, expected.data)
+    assert tracking.tracks.graph == expected.graph
+    assert tracking.labels.metadata["lineage"] == lineage.to_dict()
+
+
+def _list_texts(widget: TrackWidget) -> list[str]:
+    items = widget._divisions_list
+    return [items.item(i).text() for i in range(items.count())]
+
+
+def test_manifest_widget_shows_the_stack(
+    open_tracking: Callable[..., Tracking], timelapse: SyntheticTimelapse
+) -> None:
+    """The manifest adds the widget, which reads the time-lapse and picks the seed layer."""
+    tracking = open_tracking(timelapse)
+    widget = tracking.widget
+    assert widget._image_label.text() == "8 frames of 128×128 pixels"
+    assert widget._seeds_combo.layer is tracking.seeds
+    assert widget._seed_frame_spin.text() == "current frame"
+    assert not widget._stop_button.isEnabled() and not widget._export_ctc_button.isEnabled()
+
+
+def test_real_model_tracks_like_the_headless_engine(
+    open_tracking: Callable[..., Tracking], timelapse: SyntheticTimelapse, fast_predictor: Any
+) -> None:
+    """With the tiny random SAM 2, seeds on the current frame (5) are followed to the end into
+    a new Labels layer holding exactly what the headless engine (the CLI's code path) gives;
+    earlier frames stay empty and the seed layer is untouched."""
+    seeds = timelapse.labels.astype(np.uint16)  # a (T, Y, X) seed layer: frame 5 is used
+    tracking = open_tracking(timelapse, seeds)
+    tracking.viewer.dims.set_current_step(0, 5)
+    tracking.widget._entries_combo.setCurrentText("off")
+    run = tracking.track()
+    assert (
+        tracking.widget._stop_button.isEnabled() and not tracking.widget._track_button.isEnabled()
+    )
+    tracking.wait()
+    assert run.error is None and run.frames_done == 3
+    labels = tracking.labels
+    assert labels is not tracking.seeds and labels.name == "cells tracked"
+    np.testing.assert_array_equal(tracking.seeds.data, seeds)
+    assert not labels.data[:5].any()
+    np.testing.assert_array_equal(labels.data[5], seeds[5])
+
+    source = sam2_mask_source(
+        fast_predictor,
+        timelapse.image,
+        entries="none",
+        contrast_limits=tuple(tracking.image.contrast_limits),
+    )
+    expected = track_cells(timelapse.image, seeds, 5, source, run.inputs.params)
+    source.close()
+    np.testing.assert_array_equal(labels.data[5:], expected.labels[5:])
+    assert run.result is not None and not run.result.stopped
+    assert run.result.lineage.to_dict() == expected.lineage.to_dict()
+    _assert_tracks_match(tracking)
+    assert tracking.widget._export_ctc_button.isEnabled()
+
+
+def test_division_reaches_the_tracks_graph_and_the_list(
+    open_tracking: Callable[..., Tracking], timelapse: SyntheticTimelapse
+) -> None:
+    """Every frame is written as soon as it is tracked; the ground-truth division shows up as
+    a Tracks graph link from both daughters to the mother and as a row of the divisions list."""
+    tracking = open_tracking(timelapse)
+    tracking.follow_ground_truth(timelapse)
+    live: list[tuple[int, bool, bool]] = []  # frame, written, later frames still empty
+    tracking.controller.frame_written.connect(
+        lambda t: live.append(
+            (t, tracking.labels.data[t].any(), not tracking.labels.data[t + 1 :].any())
+        )
+    )
+    tracking.track()
+    tracking.wait()
+    assert [t for t, *_ in live] == list(range(8)) and all(a and b for _, a, b in live)
+    labels = tracking.labels.data
+    np.testing.assert_array_equal(labels[0], timelapse.labels[0])
+    lineage = tracking.controller.lineage
+    assert lineage is not None and list(lineage.divisions) == [DIVIDING]
+    division = lineage.divisions[DIVIDING]
+    assert division.frame == DIVISION_FRAME and len(division.daughters) == 2
+    assert all(lineage[d].start == DIVISION_FRAME for d in division.daughters)
+    _assert_tracks_match(tracking)
+    assert tracking.tracks.graph == {d: [DIVIDING] for d in division.daughters}
+    d1, d2 = division.daughters
+    assert _list_texts(tracking.widget) == [f"t=4: {DIVIDING} → {d1}, {d2} (split)"]
+
+
+def test_confirm_and_undo_a_division(
+    open_tracking: Callable[..., Tracking], timelapse: SyntheticTimelapse
+) -> None:
+    """Confirm marks the row; Undo merges the daughters back into the mother in the labels, the
+    lineage, the layer metadata and the Tracks graph."""
+    tracking = open_tracking(timelapse)
+    tracking.follow_ground_truth(timelapse)
+    tracking.track()
+    tracking.wait()
+    widget = tracking.widget
+    widget._divisions_list.setCurrentRow(0)
+    assert tracking.viewer.dims.current_step[0] == DIVISION_FRAME  # went to the division
+    widget._confirm_button.click()
+    assert _list_texts(widget)[0].endswith("✓")
+    lineage = tracking.controller.lineage
+    assert lineage is not None and lineage.divisions[DIVIDING].confirmed
+    daughters = lineage.divisions[DIVIDING].daughters
+    before = tracking.labels.data.copy()
+    widget._undo_button.click()
+    after = tracking.labels.data
+    assert not lineage.divisions and _list_texts(widget) == []
+    assert not np.isin(after, daughters).any()
+    np.testing.assert_array_equal(
+        after == DIVIDING, (before == DIVIDING) | np.isin(before, daughters)
+    )
+    assert lineage[DIVIDING].end == 7
+    _assert_tracks_match(tracking)
+    assert tracking.tracks.graph == {}
+
+
+def test_add_a_division_by_hand(
+    open_tracking: Callable[..., Tracking], timelapse: SyntheticTimelapse
+) -> None:
+    """When the tracker took a daughter for a new cell, "Add here" on the division frame links
+    mother and sister as a manual, confirmed division."""
+    tracking = open_tracking(timelapse)
+    tracking.follow_ground_truth(timelapse, division="first_daughter")
+    params = TrackingParams(entry_every=1, min_new_area=20, division_area_drop=0.01)
+    run = tracking.controller.track(tracking.image, tracking.seeds, 0, params)
+    assert run is not None
+    tracking.wait()
+    lineage = tracking.controller.lineage
+    assert lineage is not None and not lineage.divisions
+    newcomer = next(t.track_id for t in lineage if t.start == DIVISION_FRAME)
+    tracking.viewer.dims.set_current_step(0, DIVISION_FRAME)
+    tracking.widget._mother_spin.setValue(DIVIDING)
+    tracking.widget._sister_spin.setValue(newcomer)
+    tracking.widget._add_division_button.click()
+    division = lineage.divisions[DIVIDING]
+    assert division.frame == DIVISION_FRAME and division.rule == "manual" and division.confirmed
+    assert newcomer in division.daughters
+    assert not (tracking.labels.data[DIVISION_FRAME:] == DIVIDING).any()
+    _assert_tracks_match(tracking)
+    assert set(tracking.tracks.graph) == set(division.daughters)
+
+
+class _GatedSource(GroundTruthMaskSource):
+    """Ground truth that waits before frame ``hold`` until the test opens the gate."""
+
+    def __init__(self, data: SyntheticTimelapse, hold: int) -> None:
+        super().__init__(data)
+        self.hold, self.gate = hold, threading.Event()
+
+    def track(self, frame_idx: int) -> dict[int, np.ndarray]:
+        if frame_idx >= self.hold:
+            self.gate.wait(timeout=30)
+        return super().track(frame_idx)
+
+
+def test_stop_keeps_finished_frames_and_their_lineage(
+    open_tracking: Callable[..., Tracking], timelapse: SyntheticTimelapse
+) -> None:
+    """Stop during frame 3: frames 0-3 stay, later frames stay empty, every track is closed
+    within them, and the lineage and Tracks layer still come out."""
+    tracking = open_tracking(timelapse)
+    source = _GatedSource(timelapse, hold=3)
+    tracking.controller.mask_source_factory = lambda inputs: source
+    run = tracking.track()
+    tracking.qtbot.waitUntil(lambda: run.frames_done == 3, timeout=WAIT_MS)
+    tracking.widget._stop_button.click()
+    source.gate.set()
+    tracking.wait()
+    assert run.result is not None and run.result.stopped and run.result.last_frame == 3
+    labels = tracking.labels.data
+    assert all(labels[t].any() for t in range(4)) and not labels[4:].any()
+    lineage = tracking.controller.lineage
+    assert lineage is not None and len(lineage) == 3
+    assert all(not t.active and t.end == 3 for t in lineage)
+    _assert_tracks_match(tracking)
+    assert tracking.tracks.data[:, 1].max() == 3
+    assert "stopped after 4 frame(s)" in tracking.widget._status_label.text()
+    assert tracking.widget._track_button.isEnabled()
+
+
+class _FailingSource(GroundTruthMaskSource):
+    """Ground truth until frame ``fail``, where it raises like a model out of memory."""
+
+    def __init__(self, data: SyntheticTimelapse, fail: int) -> None:
+        super().__init__(data)
+        self.fail = fail
+
+    def track(self, frame_idx: int) -> dict[int, np.ndarray]:
+        if frame_idx == self.fail:
+            raise RuntimeError("not enough memory")
+        return super().track(frame_idx)
+
+
+def test_failure_mid_run_keeps_finished_frames(
+    open_tracking: Callable[..., Tracking], timelapse: SyntheticTimelapse
+) -> None:
+    """An error on frame 5 is one notification naming the frame; frames 0-4, their lineage and
+    Tracks layer stay."""
+    tracking = open_tracking(timelapse)
+    tracking.controller.mask_source_factory = lambda inputs: _FailingSource(timelapse, 5)
+    start = len(notification_manager.records)
+    run = tracking.track()
+    tracking.wait()
+    errors = errors_after(start)
+    assert len(errors) == 1 and "frame 5: not enough memory" in errors[0], errors
+    assert run.result is not None and run.result.stopped and run.result.last_frame == 4
+    assert all(tracking.labels.data[t].any() for t in range(5))
+    assert not tracking.labels.data[5:].any()
+    _assert_tracks_match(tracking)
+
+
+def test_model_that_does_not_load_is_a_notification(
+    open_tracking: Callable[..., Tracking], timelapse: SyntheticTimelapse
+) -> None:
+    """A model that fails to load gives one notification; no empty output layer is left."""
+    tracking = open_tracking(timelapse)
+
+    def broken() -> Any:
+        raise OSError("checkpoint sam2.1_hiera_tiny.pt not found")
+
+    tracking.widget.set_model_factory(broken)
+    layers = list(tracking.viewer.layers)
+    start = len(notification_manager.records)
+    tracking.track()
+    tracking.wait()
+    errors = errors_after(start)
+    assert errors == [
+        "Could not start SAM 2 tracking: OSError: checkpoint sam2.1_hiera_tiny.pt not found"
+    ]
+    assert list(tracking.viewer.layers) == layers
+    assert tracking.controller.labels_layer is None and tracking.widget._track_button.isEnabled()
+
+
+def test_exports_ctc_folder_and_measurements(
+    open_tracking: Callable[..., Tracking], timelapse: SyntheticTimelapse, tmp_path: Path
+) -> None:
+    """Export CTC writes masks and res_track.txt with the division's parent links; the CSV has
+    one row per cell and frame, with the parent column."""
+    tracking = open_tracking(timelapse)
+    tracking.follow_ground_truth(timelapse)
+    tracking.track()
+    tracking.wait()
+    tracking.widget._on_export_ctc(str(tmp_path / "ctc"))
+    ctc = read_ctc(tmp_path / "ctc")
+    np.testing.assert_array_equal(ctc.labels, tracking.labels.data)
+    lineage = tracking.controller.lineage
+    assert lineage is not None
+    assert {t.label: t.parent for t in ctc.tracks} == {t.track_id: t.parent for t in lineage}
+    tracking.widget._on_measurements(str(tmp_path / "cells.csv"))
+    with open(tmp_path / "cells.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == sum(len(np.unique(f)) - 1 for f in tracking.labels.data)
+    daughters = set(lineage.divisions[DIVIDING].daughters)
+    assert {int(r["track_id"]) for r in rows if r["parent"] == str(DIVIDING)} == daughters
+
+
+def _no_image(tracking: Tracking) -> None:
+    """Open a time-lapse first"""
+    tracking.viewer.layers.remove(tracking.image)
+
+
+def _zyx_stack(tracking: Tracking) -> None:
+    """Cell tracking is 2D+t for now"""
+    tracking.viewer.layers.remove(tracking.image)
+    tracking.viewer.add_image(np.zeros((8, 2, 128, 128), np.uint16), name="4d")
+
+
+def _seeds_of_another_shape(tracking: Tracking) -> None:
+    """fit neither a frame (128, 128) nor the stack (8, 128, 128)"""
+    tracking.viewer.layers.remove(tracking.seeds)
+    tracking.viewer.add_labels(np.ones((64, 64), np.uint16), name="small")
+
+
+def _empty_seed_frame(tracking: Tracking) -> None:
+    """the seed labels on frame 0 contain no objects"""
+    tracking.seeds.data = np.zeros((128, 128), np.uint16)
+
+
+def _no_seed_layer(tracking: Tracking) -> None:
+    """Choose the Labels layer with the seed cells"""
+    tracking.viewer.layers.remove(tracking.seeds)
+
+
+@pytest.mark.parametrize(
+    "mutate", [_no_image, _zyx_stack, _seeds_of_another_shape, _empty_seed_frame, _no_seed_layer]
+)
+def test_bad_input_is_a_notification_without_a_worker(
+    open_tracking: Callable[..., Tracking],
+    timelapse: SyntheticTimelapse,
+    mutate: Callable[[Tracking], None],
+) -> None:
+    """Each bad input (the mutator's docstring is the message) is reported, nothing starts and
+    no layer is added."""
+    tracking = open_tracking(timelapse)
+    mutate(tracking)
+    layers = list(tracking.viewer.layers)
+    start = len(notification_manager.records)
+    tracking.widget._on_track()
+    assert tracking.controller.run is None
+    assert list(tracking.viewer.layers) == layers
+    errors = errors_after(start)
+    assert len(errors) == 1 and mutate.__doc__ in errors[0], errors

@@ -308,6 +308,67 @@ class _ProgressLine:
 
 
 # ---------------------------------------------------------------------------------- parsing
+def run_segment(
+    stack: str | os.PathLike[str],
+    session: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    model: str = DEFAULT_MODEL,
+    checkpoint: str | os.PathLike[str] | None = None,
+    config: str | None = None,
+    device: str | None = None,
+    image_size: int | None = None,
+    overwrite: bool = False,
+    progress: IO[str] | None = None,
+) -> Path:
+    """Replay a saved session's prompts on ``stack`` and write the labels as a TIFF.
+
+    The stack is read as saved (any number of leading axes); the labels file is written
+    frame by frame (a memory-mapped TIFF), so an interrupted run keeps the frames done.
+    """
+    import tifffile
+
+    from napari_sam2.replay import replay_session
+    from napari_sam2.session_file import load_session
+
+    saved = load_session(session)
+    path = Path(stack)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file or folder: {path}")
+    data = np.load(path, mmap_mode="r") if path.suffix == ".npy" else tifffile.memmap(path)
+    if tuple(data.shape) != saved.image_shape:
+        raise ValueError(
+            f"{path.name} has shape {tuple(data.shape)} but {Path(session).name} was saved for "
+            f"{saved.image_shape}"
+        )
+    target = Path(out) if out else path.with_name(f"{path.stem}_sam2_labels.tif")
+    if target.exists() and not overwrite:
+        raise ValueError(f"{target} exists; use --overwrite to replace it")
+    predictor = load_video_predictor(model, checkpoint, config, device, image_size)
+    labels = tifffile.memmap(target, shape=data.shape, dtype=np.uint32, photometric="minisblack")
+    if saved.labels is not None:
+        labels[...] = saved.labels
+        saved.labels = None
+    start = time.perf_counter()
+
+    def report(done: int, total: int) -> None:
+        if progress is not None:
+            per_frame = (time.perf_counter() - start) / done
+            progress.write(
+                f"\rsegmenting {done}/{total} frames · {per_frame:.1f} s/frame · "
+                f"ETA {per_frame * (total - done):.0f} s "
+            )
+            progress.flush()
+
+    try:
+        replay_session(data, saved, lambda: predictor, out=labels, progress=report)
+    finally:
+        labels.flush()
+        if progress is not None:
+            progress.write("\n")
+    return target
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="napari-sam2", description="SAM 2 for microscopy, without the viewer."
@@ -328,11 +389,7 @@ def _parser() -> argparse.ArgumentParser:
     track.add_argument("--out", help="output folder (default: <stack>_tracking)")
     track.add_argument("--channel", type=int, help="channel to track in a (T, C, Y, X) stack")
     model = track.add_argument_group("model")
-    model.add_argument("--model", default=DEFAULT_MODEL, help=f"hub id or name ({DEFAULT_MODEL})")
-    model.add_argument("--checkpoint", help="local .pt/.safetensors file instead of --model")
-    model.add_argument("--config", help="config of --checkpoint if its name does not tell")
-    model.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
-    model.add_argument("--image-size", type=int, help="model input size (smaller: faster)")
+    _model_arguments(model)
     model.add_argument(
         "--contrast-limits",
         type=float,
@@ -358,13 +415,37 @@ def _parser() -> argparse.ArgumentParser:
         )
     track.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
     track.add_argument("--quiet", action="store_true", help="no progress line")
+
+    segment = commands.add_parser(
+        "segment",
+        help="redo a segmentation saved from the widget (a .sam2.json session) on a stack",
+        description="Replay the prompts of a session saved with 'Save session…' on the stack "
+        "it was made for: every prompted position is propagated through the whole video "
+        "axis; writes a uint32 labels TIFF.",
+    )
+    segment.add_argument("stack", help="the stack as saved: .tif/.tiff or .npy")
+    segment.add_argument("--session", required=True, help="the .sam2.json session file")
+    segment.add_argument("--out", help="labels TIFF (default: <stack>_sam2_labels.tif)")
+    _model_arguments(segment.add_argument_group("model"))
+    segment.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    segment.add_argument("--quiet", action="store_true", help="no progress line")
     return parser
+
+
+def _model_arguments(group: Any) -> None:
+    group.add_argument("--model", default=DEFAULT_MODEL, help=f"hub id or name ({DEFAULT_MODEL})")
+    group.add_argument("--checkpoint", help="local .pt/.safetensors file instead of --model")
+    group.add_argument("--config", help="config of --checkpoint if its name does not tell")
+    group.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
+    group.add_argument("--image-size", type=int, help="model input size (smaller: faster)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``napari-sam2`` command; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "segment":
+        return _segment(args)
     if args.command != "track":
         parser.print_help(sys.stderr)
         return 2
@@ -402,6 +483,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{result.first_frame}–{result.last_frame}; results in {where}",
         file=sys.stderr,
     )
+    return 0
+
+
+def _segment(args: argparse.Namespace) -> int:
+    try:
+        target = run_segment(
+            args.stack,
+            args.session,
+            args.out,
+            model=args.model,
+            checkpoint=args.checkpoint,
+            config=args.config,
+            device=args.device,
+            image_size=args.image_size,
+            overwrite=args.overwrite,
+            progress=None if args.quiet else sys.stderr,
+        )
+    except KeyboardInterrupt:
+        print("napari-sam2: interrupted; the frames finished so far were written", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError, ImportError) as exc:
+        print(f"napari-sam2: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"labels written to {target}", file=sys.stderr)
     return 0
 
 

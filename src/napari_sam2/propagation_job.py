@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 from psygnal import Signal
 
 from napari_sam2.axes import describe_plane, layer_array
 from napari_sam2.layers import LabelsWriter
-from napari_sam2.models import PredictorFactory
 from napari_sam2.propagation import PropagationPlan
 
 if TYPE_CHECKING:
@@ -30,6 +29,15 @@ if TYPE_CHECKING:
 __all__ = ["FrameMasks", "Propagation", "PropagationQueue", "run_propagation", "stack_view"]
 
 PlaneIndex = tuple[int, ...]
+
+
+class HasModel(Protocol):
+    """A loaded image or video predictor: what a propagation needs is its model."""
+
+    model: Any
+
+
+ModelFactory = Callable[[], HasModel]  # e.g. napari_sam2.models.model_factory(...)
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,7 @@ def stack_view(data: Any, line: PlaneIndex, axis: int) -> Any:
 
 
 def run_propagation(
-    factory: PredictorFactory,
+    factory: ModelFactory,
     data: Any,
     limits: tuple[float, float],
     plan: PropagationPlan,
@@ -148,7 +156,7 @@ class Propagation:
     def running(self) -> bool:
         return self._worker is not None
 
-    def start(self, factory: PredictorFactory, limits: tuple[float, float]) -> None:
+    def start(self, factory: ModelFactory, limits: tuple[float, float]) -> None:
         from napari.qt.threading import create_worker
 
         plan = self.plan
@@ -251,14 +259,14 @@ class PropagationQueue:
         self.current: Propagation | None = None
         self._plans: list[PropagationPlan] = []
         self._history = contextlib.ExitStack()
-        self._factory: PredictorFactory | None = None
+        self._factory: ModelFactory | None = None
 
     @property
     def running(self) -> bool:
         return self.current is not None and self.current.running
 
     def start(
-        self, plans: list[PropagationPlan], labels: Labels, factory: PredictorFactory
+        self, plans: list[PropagationPlan], labels: Labels, factory: ModelFactory
     ) -> Propagation:
         if self.running:
             raise RuntimeError("a propagation is already running")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_sam2.models import PredictorFactory
+from napari_sam2.propagation_job import FrameMasks, ModelFactory, run_propagation
 from napari_sam2.session_file import Session
 
 __all__ = ["replay_session"]
@@ -22,7 +22,7 @@ __all__ = ["replay_session"]
 def replay_session(
     stack: Any,
     session: Session,
-    factory: PredictorFactory,
+    factory: ModelFactory,
     *,
     out: Any | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -41,7 +41,6 @@ def replay_session(
     from napari_sam2.axes import stack_axis
     from napari_sam2.layers import LabelsWriter
     from napari_sam2.propagation import NoPromptsError, plan_propagation, prompted_lines
-    from napari_sam2.propagation_job import FrameMasks, run_propagation
 
     shape = tuple(int(n) for n in stack.shape)
     if shape != session.image_shape:

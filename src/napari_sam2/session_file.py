@@ -210,8 +210,8 @@ def load_session(path: str | os.PathLike[str]) -> Session:
 
     path = Path(path)
     try:
-        document = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path.name} is not a napari-sam2 session file: {exc}") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ValueError(f"{path.name} is not a napari-sam2 session file")

@@ -82,6 +82,7 @@ class SegmentController:
         self._embeddings.status.connect(self._relay_status)
         self._embeddings.busy_changed.connect(self._relay_busy)
         self._written: set[tuple[PlaneIndex, int]] = set()  # (slice, object) we wrote
+        self.accepted: set[int] = set()  # objects whose masks propagations leave alone
         self._point_edits = PromptEdits(image_layer, prompt_planes, lambda: self.object_id)
         self._box_edits = PromptEdits(image_layer, box_planes, lambda: self.object_id)
         self._points: Points | None = None
@@ -318,6 +319,7 @@ class SegmentController:
                             frame_range,
                             shapes=self.shapes_layer,
                             masks=mask_layer,
+                            skip=frozenset(self.accepted),
                         )
                     )
                 except NoPromptsError:
@@ -340,6 +342,22 @@ class SegmentController:
     def stop(self) -> None:
         """Stop a running propagation after the frame in flight; finished frames stay."""
         self._propagations.stop()
+
+    def accept_object(self) -> int:
+        """Keep the current object's masks as they are and move on to a new object.
+
+        Later propagations leave an accepted object alone (faster, and its corrected frames
+        stay exactly as accepted); editing its prompts makes it editable again. Returns the
+        new object id.
+        """
+        accepted = self.object_id
+        self.accepted.add(accepted)
+        self.set_object_id(self.next_object_id())
+        self.status.emit(
+            f"object {accepted} accepted: propagations leave it as it is; now object "
+            f"{self.object_id}"
+        )
+        return self.object_id
 
     def save_session(self, path: str, video_axis: int | None = None) -> str:
         """Save prompts, boxes and labels beside the data; returns the session file's path."""
@@ -547,6 +565,8 @@ class SegmentController:
             self._resegment(self._box_edits.on_event(shapes, event))
 
     def _resegment(self, by_plane: dict[PlaneIndex | None, set[int]]) -> None:
+        for ids in by_plane.values():
+            self.accepted -= ids  # its prompts were edited: no longer as accepted
         if self.live:
             for plane, ids in by_plane.items():
                 self.segment(ids, plane)

@@ -106,9 +106,11 @@ def plan_propagation(
     frame_range: tuple[int, int] | None = None,
     shapes: Shapes | None = None,
     masks: Labels | None = None,
+    skip: frozenset[int] = frozenset(),
 ) -> PropagationPlan:
     """Read every object's prompts on the frames of ``line`` and check the request.
 
+    Objects in ``skip`` (accepted by the user) are left out, so their masks stay as they are.
     Raises ValueError with a sentence for the user when there is nothing to propagate.
     """
     if direction not in DIRECTIONS:
@@ -140,10 +142,12 @@ def plan_propagation(
     prompts = _prompts_on_line(image, points, shapes, line, axis)
     if masks is not None:
         _add_mask_prompts(prompts, masks, image, line, axis)
+    prompts = {k: v for k, v in prompts.items() if k not in skip}
     if not prompts:
         where = ", ".join(f"{axis_name(image, a)}={i}" for a, i in enumerate(line) if a != axis)
         raise NoPromptsError(
             "no object has a positive point, a box or a mask on this stack"
+            + (" (accepted objects are left as they are)" if skip else "")
             + (f" ({where})" if where else "")
             + ": click on an object on some frame first"
         )

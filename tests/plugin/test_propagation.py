@@ -345,3 +345,26 @@ def test_5d_stack_propagates_at_the_current_position(open_session: Callable[...,
     assert run.error is None and run.frames_done == 4
     written = np.argwhere(session.labels.data.any(axis=(-2, -1)))
     assert {tuple(int(i) for i in w[1:]) for w in written} <= {(1, 1)}
+
+
+def test_accepted_objects_are_left_alone(open_session: Callable[..., Session]) -> None:
+    """Accept keeps object 1 as it is and moves to object 2: the next propagation tracks only
+    object 2; editing object 1's points makes it editable again."""
+    session = open_session()
+    on_frame(session, 3)
+    session.click(3, 128, 128)
+    _propagate(session, frame_range=(3, 6))
+    _wait_done(session)
+    first = session.labels.data == 1
+    session.widget._on_accept()
+    assert session.widget._object_spin.value() == 2
+    assert session.controller.accepted == {1}
+    assert "object 1 accepted" in session.widget._status_label.text()
+    session.click(3, 60, 190)
+    run = _propagate(session, frame_range=(3, 6))
+    _wait_done(session)
+    assert set(run.plan.prompts) == {2}
+    np.testing.assert_array_equal(session.labels.data == 1, first)
+    session.points.data = np.array([[3.0, 120.0, 120.0], [3.0, 60.0, 190.0]])  # drag object 1
+    session.wait()
+    assert session.controller.accepted == set()

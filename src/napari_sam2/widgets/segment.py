@@ -139,6 +139,11 @@ class SegmentWidget(QWidget):
         self._object_spin = QSpinBox()
         self._object_spin.setRange(1, 2**31 - 1)
         self._new_object_button = QPushButton("New object")
+        self._accept_button = QPushButton("Accept")
+        self._accept_button.setToolTip(
+            "Keep this object's masks as they are (later propagations leave it alone) and "
+            "start the next object"
+        )
         self._clear_object_button = QPushButton("Clear object")
         self._clear_object_button.setToolTip("Remove this object's mask and points on this slice")
         self._live_check = QCheckBox("Segment on every point change")
@@ -197,7 +202,9 @@ class SegmentWidget(QWidget):
         object_box = QGroupBox("Object")
         object_form = QFormLayout(object_box)
         object_form.addRow("Object id", self._object_spin)
-        object_form.addRow(_row(self._new_object_button, self._clear_object_button))
+        object_form.addRow(
+            _row(self._new_object_button, self._accept_button, self._clear_object_button)
+        )
         object_form.addRow(self._live_check)
         object_form.addRow(self._segment_button)
 
@@ -241,6 +248,7 @@ class SegmentWidget(QWidget):
         self._labels_combo.currentIndexChanged.connect(self._on_labels_changed)
         self._object_spin.valueChanged.connect(self._on_object_changed)
         self._new_object_button.clicked.connect(self._on_new_object)
+        self._accept_button.clicked.connect(self._on_accept)
         self._clear_object_button.clicked.connect(self._on_clear_object)
         self._live_check.toggled.connect(self._on_live_toggled)
         self._segment_button.clicked.connect(self._on_segment)
@@ -457,6 +465,11 @@ class SegmentWidget(QWidget):
         controller = self._controller()
         if controller is not None:
             self._object_spin.setValue(controller.next_object_id())
+
+    def _on_accept(self) -> None:
+        controller = self._controller()
+        if controller is not None:
+            self._object_spin.setValue(controller.accept_object())
 
     def _on_clear_object(self) -> None:
         controller = self._controller()

@@ -380,12 +380,7 @@ class SAM2VideoPredictor:
             obj.tracked.pop(frame_idx, None)
         if not need_output:
             return None
-        is_cond = any(
-            is_c
-            for o in session.objects.values()
-            for t, (_, is_c) in o.pending.items()
-            if t == frame_idx
-        )
+        is_cond = _pending_is_cond(session, frame_idx)
         return frame_idx, session.obj_ids, self._frame_masks(session, frame_idx, is_cond)
 
     @torch.inference_mode()
@@ -413,14 +408,19 @@ class SAM2VideoPredictor:
         updated = []
         if need_output:
             for frame_idx in frames:
-                is_cond = any(
-                    is_c
-                    for o in session.objects.values()
-                    for t, (_, is_c) in o.pending.items()
-                    if t == frame_idx
-                )
+                is_cond = _pending_is_cond(session, frame_idx)
                 updated.append((frame_idx, self._frame_masks(session, frame_idx, is_cond)))
         return session.obj_ids, updated
+
+
+def _pending_is_cond(session: VideoSession, frame_idx: int) -> bool:
+    """Whether some object's not-yet-encoded prompt on ``frame_idx`` is a conditioning one."""
+    return any(
+        is_cond
+        for obj in session.objects.values()
+        for t, (_, is_cond) in obj.pending.items()
+        if t == frame_idx
+    )
 
 
 def _as_numpy(value: Any) -> np.ndarray:

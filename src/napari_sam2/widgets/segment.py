@@ -7,23 +7,20 @@ attributes so tests (and scripts) can set them and call the handlers directly.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from napari.layers import Image, Labels, Points, Shapes
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QEvent, Qt
-from qtpy.QtGui import QCloseEvent, QStandardItemModel
+from qtpy.QtGui import QCloseEvent
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -32,55 +29,22 @@ from qtpy.QtWidgets import (
 
 from napari_sam2.axes import axis_name, layer_array, stack_axis
 from napari_sam2.controller import SegmentController
-from napari_sam2.models import (
-    LOCAL_CHECKPOINT,
-    PredictorFactory,
-    available_devices,
-    config_for_checkpoint,
-    hub_model_ids,
-    model_factory,
-)
+from napari_sam2.models import PredictorFactory
 from napari_sam2.propagation import DIRECTIONS
 from napari_sam2.widgets._layer_combo import LayerCombo
+from napari_sam2.widgets._layout import row
+from napari_sam2.widgets._model_controls import ModelControls
 
 if TYPE_CHECKING:
     import napari
 
 __all__ = ["SegmentWidget"]
 
-DEFAULT_MODEL = "facebook/sam2.1-hiera-tiny"  # fastest on a laptop CPU; change any time
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("fp32", "bf16")  # as sam2.precision.PRECISIONS; kept here so no torch import
 HELP = (
     "Click on an object to add a <b style='color:#00e000'>positive</b> point; press <b>T</b> "
     "to switch to <b style='color:#ff4040'>negative</b>. The mask follows every click. "
     "<b>New object</b> starts the next id; other objects are never overwritten."
 )
-
-
-class _DeviceCombo(QComboBox):
-    """Marks unavailable devices when opened (importing torch only then, if not yet loaded)."""
-
-    def showPopup(self) -> None:
-        _mark_devices(self)
-        super().showPopup()
-
-
-def _mark_devices(combo: QComboBox) -> None:
-    available = available_devices()
-    best = next((d for d in ("cuda", "mps") if available[d]), "cpu")
-    model = combo.model()
-    if not isinstance(model, QStandardItemModel):
-        return
-    for index, name in enumerate(DEVICES):
-        item = model.item(index)
-        if item is None:
-            continue
-        if name == "auto":
-            item.setText(f"auto ({best})")
-        else:
-            item.setEnabled(available[name])
-            item.setText(name if available[name] else f"{name} (not available)")
 
 
 class SegmentWidget(QWidget):
@@ -90,36 +54,19 @@ class SegmentWidget(QWidget):
         super().__init__()
         self._viewer = viewer
         self._controllers: dict[int, SegmentController] = {}
-        self._factory: PredictorFactory | None = None
         self._closed = False
         self._build()
         viewer.layers.events.removed.connect(self._on_layer_removed)
-        if "torch" in sys.modules:
-            _mark_devices(self._device_combo)
         self._on_image_changed()
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
-        self._model_combo = QComboBox()
-        self._model_combo.addItems([*hub_model_ids(), LOCAL_CHECKPOINT])
-        self._model_combo.setCurrentText(DEFAULT_MODEL)
-        self._model_combo.setToolTip(
-            "Downloaded once into the Hugging Face cache; tiny is fastest, large most accurate"
-        )
-        self._checkpoint_edit = QLineEdit()
-        self._checkpoint_edit.setPlaceholderText("path to a .pt or .safetensors file")
-        self._browse_button = QPushButton("Browse…")
-        self._config_combo = QComboBox()
-        self._config_combo.addItems(["from file name", *_config_names()])
-        self._device_combo = _DeviceCombo()
-        self._device_combo.addItems(list(DEVICES))
-        self._device_combo.setToolTip("auto: CUDA, then Apple MPS, then the CPU")
-        self._precision_combo = QComboBox()
-        self._precision_combo.addItems(list(PRECISIONS))
-        self._precision_combo.setToolTip(
-            "fp32: the reference's numbers. bf16: about twice as fast on CPUs and GPUs with "
-            "bfloat16 units; masks agree with fp32's to IoU ~0.99"
-        )
+        self._model_box = ModelControls()
+        # the controls tests and scripts set directly
+        self._model_combo = self._model_box.model_combo
+        self._checkpoint_edit = self._model_box.checkpoint_edit
+        self._device_combo = self._model_box.device_combo
+        self._precision_combo = self._model_box.precision_combo
         self._image_combo = LayerCombo(self._viewer, Image)
         self._stack_label = QLabel()
         self._points_combo = LayerCombo(self._viewer, Points, "new prompt layer")
@@ -179,31 +126,20 @@ class SegmentWidget(QWidget):
             label.setWordWrap(True)
         help_label.setTextFormat(Qt.TextFormat.RichText)
 
-        model_box = QGroupBox("Model")
-        model_form = QFormLayout(model_box)
-        model_form.addRow("Model", self._model_combo)
-        checkpoint_row = _row(self._checkpoint_edit, self._browse_button)
-        self._local_widgets = [QLabel("Checkpoint"), checkpoint_row, QLabel("Config")]
-        self._local_widgets.append(self._config_combo)
-        model_form.addRow(self._local_widgets[0], checkpoint_row)
-        model_form.addRow(self._local_widgets[2], self._config_combo)
-        model_form.addRow("Device", self._device_combo)
-        model_form.addRow("Precision", self._precision_combo)
-
         layers_box = QGroupBox("Layers")
         layers_form = QFormLayout(layers_box)
         layers_form.addRow("Image", self._image_combo)
         layers_form.addRow("", self._stack_label)
-        layers_form.addRow("Prompts", _row(self._points_combo, self._add_points_button))
-        layers_form.addRow("Boxes", _row(self._shapes_combo, self._add_box_button))
+        layers_form.addRow("Prompts", row(self._points_combo, self._add_points_button))
+        layers_form.addRow("Boxes", row(self._shapes_combo, self._add_box_button))
         layers_form.addRow("Output", self._labels_combo)
-        layers_form.addRow(_row(self._save_button, self._open_button))
+        layers_form.addRow(row(self._save_button, self._open_button))
 
         object_box = QGroupBox("Object")
         object_form = QFormLayout(object_box)
         object_form.addRow("Object id", self._object_spin)
         object_form.addRow(
-            _row(self._new_object_button, self._accept_button, self._clear_object_button)
+            row(self._new_object_button, self._accept_button, self._clear_object_button)
         )
         object_form.addRow(self._live_check)
         object_form.addRow(self._segment_button)
@@ -215,13 +151,13 @@ class SegmentWidget(QWidget):
         propagate_form.addRow(self._every_check)
         propagate_form.addRow("Direction", self._direction_combo)
         propagate_form.addRow("Mask prompts", self._masks_combo)
-        range_row = _row(self._range_check, self._first_spin, QLabel("to"), self._last_spin)
+        range_row = row(self._range_check, self._first_spin, QLabel("to"), self._last_spin)
         propagate_form.addRow(range_row)
-        propagate_form.addRow(_row(self._propagate_button, self._stop_button))
+        propagate_form.addRow(row(self._propagate_button, self._stop_button))
 
         layout = QVBoxLayout(self)
         for widget in (
-            model_box,
+            self._model_box,
             layers_box,
             object_box,
             self._propagate_box,
@@ -230,14 +166,9 @@ class SegmentWidget(QWidget):
         ):
             layout.addWidget(widget)
         layout.addStretch(1)
-        self._show_local_controls(False)
 
-        self._model_combo.currentTextChanged.connect(self._on_model_changed)
-        self._checkpoint_edit.editingFinished.connect(self._on_model_changed)
-        self._config_combo.currentTextChanged.connect(self._on_model_changed)
-        self._device_combo.currentIndexChanged.connect(self._on_model_changed)
-        self._precision_combo.currentIndexChanged.connect(self._on_model_changed)
-        self._browse_button.clicked.connect(self._on_browse)
+        self._model_box.changed.connect(self._on_model_changed)
+        self._model_box.hint.connect(self._on_status)
         self._image_combo.currentIndexChanged.connect(self._on_image_changed)
         self._points_combo.currentIndexChanged.connect(self._on_points_changed)
         self._add_points_button.clicked.connect(self._on_add_points)
@@ -261,43 +192,15 @@ class SegmentWidget(QWidget):
     def set_model_factory(self, factory: PredictorFactory) -> None:
         """Use ``factory`` for every image (tests, scripts, custom models) until the model
         controls change."""
-        self._factory = factory
+        self._model_box.set_factory(factory)
         for controller in self._controllers.values():
             controller.set_factory(factory)
 
     def _model_factory(self) -> PredictorFactory:
-        if self._factory is None:
-            device = DEVICES[max(self._device_combo.currentIndex(), 0)]
-            config = self._config_combo.currentText()
-            self._factory = model_factory(
-                self._model_combo.currentText(),
-                device=None if device == "auto" else device,
-                checkpoint=self._checkpoint_edit.text().strip() or None,
-                config=None if self._config_combo.currentIndex() == 0 else config,
-                precision=PRECISIONS[max(self._precision_combo.currentIndex(), 0)],
-            )
-        return self._factory
+        return self._model_box.factory()
 
     def _on_model_changed(self, *_: Any) -> None:
-        self._show_local_controls(self._model_combo.currentText() == LOCAL_CHECKPOINT)
-        self._factory = None
         self.set_model_factory(self._model_factory())
-
-    def _show_local_controls(self, visible: bool) -> None:
-        for widget in self._local_widgets:
-            widget.setVisible(visible)
-
-    def _on_browse(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "SAM 2 checkpoint", "", "Checkpoints (*.pt *.pth *.safetensors)"
-        )
-        if path:
-            self._checkpoint_edit.setText(path)
-            if config_for_checkpoint(path) is None and self._config_combo.currentIndex() == 0:
-                self._status_label.setText(
-                    f"Choose the config of {Path(path).name}: its name is not an official one."
-                )
-            self._on_model_changed()
 
     # ------------------------------------------------------------------ layers
     def _controller(self, notify: bool = True) -> SegmentController | None:
@@ -538,20 +441,5 @@ class SegmentWidget(QWidget):
         self._stop_button.setEnabled(propagating)
         embedding = controller is not None and controller.busy
         self._segment_button.setText("Segment (embedding…)" if embedding else "Segment")
-        if not busy and "torch" in sys.modules:
-            _mark_devices(self._device_combo)
-
-
-def _row(*widgets: QWidget) -> QWidget:
-    row = QWidget()
-    layout = QHBoxLayout(row)
-    layout.setContentsMargins(0, 0, 0, 0)
-    for widget in widgets:
-        layout.addWidget(widget)
-    return row
-
-
-def _config_names() -> list[str]:
-    from sam2.hub import HF_MODEL_ID_TO_FILENAMES
-
-    return [Path(config).name for config, _ in HF_MODEL_ID_TO_FILENAMES.values()]
+        if not busy:
+            self._model_box.refresh_devices()

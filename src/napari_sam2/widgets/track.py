@@ -9,7 +9,6 @@ attributes so tests and scripts can set them and call the handlers directly.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from typing import TYPE_CHECKING, Any
 
 from napari.layers import Image, Labels
@@ -23,7 +22,6 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QLabel,
-    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QMessageBox,
@@ -33,21 +31,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_sam2.models import LOCAL_CHECKPOINT, PredictorFactory, hub_model_ids, model_factory
+from napari_sam2.models import PredictorFactory
 from napari_sam2.tracking.lineage import Division
 from napari_sam2.tracking.params import TrackingParams
 from napari_sam2.tracking.proposals import EntryDetector
 from napari_sam2.tracking_controller import TrackingController
 from napari_sam2.tracking_job import check_image
 from napari_sam2.widgets._layer_combo import LayerCombo
-from napari_sam2.widgets.segment import (
-    DEFAULT_MODEL,
-    DEVICES,
-    PRECISIONS,
-    _DeviceCombo,
-    _mark_devices,
-    _row,
-)
+from napari_sam2.widgets._layout import row
+from napari_sam2.widgets._model_controls import ModelControls
 
 if TYPE_CHECKING:
     import napari
@@ -69,32 +61,19 @@ class TrackWidget(QWidget):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self._viewer = viewer
-        self._factory: PredictorFactory | None = None
         self._closed = False
         self._build()
         self._controller = TrackingController(viewer, self._model_factory())
         self._controller.status.connect(self._on_status)
         self._controller.running_changed.connect(self._on_running)
         self._controller.lineage_changed.connect(self._refresh_divisions)
-        if "torch" in sys.modules:
-            _mark_devices(self._device_combo)
         self._on_image_changed()
         self._on_running(False)
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
-        self._model_combo = QComboBox()
-        self._model_combo.addItems([*hub_model_ids(), LOCAL_CHECKPOINT])
-        self._model_combo.setCurrentText(DEFAULT_MODEL)
-        self._checkpoint_edit = QLineEdit()
-        self._checkpoint_edit.setPlaceholderText("path to a .pt or .safetensors file")
-        self._browse_button = QPushButton("Browse…")
-        self._checkpoint_row = _row(self._checkpoint_edit, self._browse_button)
-        self._device_combo = _DeviceCombo()
-        self._device_combo.addItems(list(DEVICES))
-        self._precision_combo = QComboBox()
-        self._precision_combo.addItems(list(PRECISIONS))
-        self._precision_combo.setToolTip("bf16: about twice as fast where supported")
+        # no config choice: a local checkpoint's config comes from its file name
+        self._model_box = ModelControls(choose_config=False, compact=True)
 
         self._image_combo = LayerCombo(self._viewer, Image)
         self._image_label = QLabel()
@@ -156,13 +135,6 @@ class TrackWidget(QWidget):
         self._measure_button = QPushButton("Measurements CSV…")
         self._measure_button.setToolTip("Area, centroid, mean intensity per cell and frame")
 
-        model_box = QGroupBox("Model")
-        model_form = QFormLayout(model_box)
-        model_form.addRow("Model", self._model_combo)
-        self._checkpoint_label = QLabel("Checkpoint")
-        model_form.addRow(self._checkpoint_label, self._checkpoint_row)
-        model_form.addRow("Run on", _row(self._device_combo, self._precision_combo))
-
         input_box = QGroupBox("Input")
         input_form = QFormLayout(input_box)
         input_form.addRow("Image", self._image_combo)
@@ -181,26 +153,22 @@ class TrackWidget(QWidget):
         divisions_box = QGroupBox("Divisions")
         divisions_layout = QVBoxLayout(divisions_box)
         divisions_layout.addWidget(self._divisions_list)
-        divisions_layout.addWidget(_row(self._confirm_button, self._undo_button))
+        divisions_layout.addWidget(row(self._confirm_button, self._undo_button))
         divisions_layout.addWidget(
-            _row(self._mother_spin, self._sister_spin, self._add_division_button)
+            row(self._mother_spin, self._sister_spin, self._add_division_button)
         )
 
         layout = QVBoxLayout(self)
-        for widget in (model_box, input_box, rules_box):
+        for widget in (self._model_box, input_box, rules_box):
             layout.addWidget(widget)
-        layout.addWidget(_row(self._track_button, self._stop_button))
+        layout.addWidget(row(self._track_button, self._stop_button))
         layout.addWidget(self._status_label)
         layout.addWidget(divisions_box)
-        layout.addWidget(_row(self._export_ctc_button, self._measure_button))
+        layout.addWidget(row(self._export_ctc_button, self._measure_button))
         layout.addStretch(1)
-        self._show_local_controls(False)
 
-        self._model_combo.currentTextChanged.connect(self._on_model_changed)
-        self._checkpoint_edit.editingFinished.connect(self._on_model_changed)
-        self._browse_button.clicked.connect(self._on_browse)
-        self._device_combo.currentIndexChanged.connect(self._on_model_changed)
-        self._precision_combo.currentIndexChanged.connect(self._on_model_changed)
+        self._model_box.changed.connect(self._on_model_changed)
+        self._model_box.hint.connect(self._on_status)
         self._image_combo.currentIndexChanged.connect(self._on_image_changed)
         self._entries_combo.currentIndexChanged.connect(self._on_entries_changed)
         self._track_button.clicked.connect(self._on_track)
@@ -219,36 +187,14 @@ class TrackWidget(QWidget):
 
     def set_model_factory(self, factory: PredictorFactory) -> None:
         """Track with ``factory``'s model (tests, scripts) until the model controls change."""
-        self._factory = factory
+        self._model_box.set_factory(factory)
         self._controller.set_factory(factory)
 
     def _model_factory(self) -> PredictorFactory:
-        if self._factory is None:
-            device = DEVICES[max(self._device_combo.currentIndex(), 0)]
-            self._factory = model_factory(
-                self._model_combo.currentText(),
-                device=None if device == "auto" else device,
-                checkpoint=self._checkpoint_edit.text().strip() or None,
-                precision=PRECISIONS[max(self._precision_combo.currentIndex(), 0)],
-            )
-        return self._factory
+        return self._model_box.factory()
 
     def _on_model_changed(self, *_: Any) -> None:
-        self._show_local_controls(self._model_combo.currentText() == LOCAL_CHECKPOINT)
-        self._factory = None
         self.set_model_factory(self._model_factory())
-
-    def _show_local_controls(self, visible: bool) -> None:
-        self._checkpoint_label.setVisible(visible)
-        self._checkpoint_row.setVisible(visible)
-
-    def _on_browse(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "SAM 2 checkpoint", "", "Checkpoints (*.pt *.pth *.safetensors)"
-        )
-        if path:
-            self._checkpoint_edit.setText(path)
-            self._on_model_changed()
 
     # ------------------------------------------------------------------ inputs
     def _on_image_changed(self, *_: Any) -> None:
@@ -311,8 +257,8 @@ class TrackWidget(QWidget):
         self._track_button.setEnabled(not running)
         self._stop_button.setEnabled(running)
         self._update_buttons()
-        if not running and "torch" in sys.modules:
-            _mark_devices(self._device_combo)
+        if not running:
+            self._model_box.refresh_devices()
 
     # ------------------------------------------------------------------ divisions
     def _refresh_divisions(self) -> None:

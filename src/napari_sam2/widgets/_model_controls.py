@@ -1,0 +1,190 @@
+"""The "Model" group both dock widgets share: which SAM 2 model, where it runs, how precise.
+
+It turns its controls into a load-once :data:`~napari_sam2.models.PredictorFactory`; nothing is
+loaded and torch is not imported until a widget calls the factory (or opens the device list).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from qtpy.QtCore import Signal
+from qtpy.QtGui import QStandardItemModel
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QWidget,
+)
+
+from napari_sam2.models import (
+    LOCAL_CHECKPOINT,
+    PredictorFactory,
+    available_devices,
+    config_for_checkpoint,
+    hub_model_ids,
+    model_factory,
+)
+from napari_sam2.widgets._layout import row
+
+__all__ = ["DEFAULT_MODEL", "DEVICES", "PRECISIONS", "ModelControls"]
+
+DEFAULT_MODEL = "facebook/sam2.1-hiera-tiny"  # fastest on a laptop CPU; change any time
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("fp32", "bf16")  # as sam2.precision.PRECISIONS; kept here so no torch import
+FROM_FILE_NAME = "from file name"
+
+
+class ModelControls(QGroupBox):
+    """Model, local checkpoint (+ config), device and precision, as one factory.
+
+    ``changed`` is emitted after any control changes (the factory is rebuilt on the next
+    :meth:`factory` call); ``hint`` carries a sentence for the owner's status line.
+    ``choose_config`` adds the config choice for local checkpoints; ``compact`` puts device and
+    precision on one "Run on" line.
+    """
+
+    changed = Signal()
+    hint = Signal(str)
+
+    def __init__(
+        self, parent: QWidget | None = None, *, choose_config: bool = True, compact: bool = False
+    ) -> None:
+        super().__init__("Model", parent)
+        self._factory: PredictorFactory | None = None
+        self.model_combo = QComboBox()
+        self.model_combo.addItems([*hub_model_ids(), LOCAL_CHECKPOINT])
+        self.model_combo.setCurrentText(DEFAULT_MODEL)
+        self.model_combo.setToolTip(
+            "Downloaded once into the Hugging Face cache; tiny is fastest, large most accurate"
+        )
+        self.checkpoint_edit = QLineEdit()
+        self.checkpoint_edit.setPlaceholderText("path to a .pt or .safetensors file")
+        self.browse_button = QPushButton("Browse…")
+        self.config_combo: QComboBox | None = None
+        self.device_combo = _DeviceCombo()
+        self.device_combo.addItems(list(DEVICES))
+        self.device_combo.setToolTip("auto: CUDA, then Apple MPS, then the CPU")
+        self.precision_combo = QComboBox()
+        self.precision_combo.addItems(list(PRECISIONS))
+        self.precision_combo.setToolTip(
+            "fp32: the reference's numbers. bf16: about twice as fast on CPUs and GPUs with "
+            "bfloat16 units; masks agree with fp32's to IoU ~0.99"
+        )
+
+        form = QFormLayout(self)
+        form.addRow("Model", self.model_combo)
+        checkpoint_label = QLabel("Checkpoint")
+        checkpoint_row = row(self.checkpoint_edit, self.browse_button)
+        form.addRow(checkpoint_label, checkpoint_row)
+        self._local_widgets: list[QWidget] = [checkpoint_label, checkpoint_row]
+        if choose_config:
+            self.config_combo = QComboBox()
+            self.config_combo.addItems([FROM_FILE_NAME, *_config_names()])
+            config_label = QLabel("Config")
+            form.addRow(config_label, self.config_combo)
+            self._local_widgets += [config_label, self.config_combo]
+            self.config_combo.currentTextChanged.connect(self._on_control_changed)
+        if compact:
+            form.addRow("Run on", row(self.device_combo, self.precision_combo))
+        else:
+            form.addRow("Device", self.device_combo)
+            form.addRow("Precision", self.precision_combo)
+        self._show_local_controls(False)
+        self.refresh_devices()
+
+        self.model_combo.currentTextChanged.connect(self._on_control_changed)
+        self.checkpoint_edit.editingFinished.connect(self._on_control_changed)
+        self.device_combo.currentIndexChanged.connect(self._on_control_changed)
+        self.precision_combo.currentIndexChanged.connect(self._on_control_changed)
+        self.browse_button.clicked.connect(self._on_browse)
+
+    def factory(self) -> PredictorFactory:
+        """The chosen model's factory: built on first call, the same one until a control
+        changes (so every image shares one model in memory)."""
+        if self._factory is None:
+            device = DEVICES[max(self.device_combo.currentIndex(), 0)]
+            config = None
+            if self.config_combo is not None and self.config_combo.currentIndex() > 0:
+                config = self.config_combo.currentText()
+            self._factory = model_factory(
+                self.model_combo.currentText(),
+                device=None if device == "auto" else device,
+                checkpoint=self.checkpoint_edit.text().strip() or None,
+                config=config,
+                precision=PRECISIONS[max(self.precision_combo.currentIndex(), 0)],
+            )
+        return self._factory
+
+    def set_factory(self, factory: PredictorFactory) -> None:
+        """Return ``factory`` (tests, scripts, custom models) until a control changes."""
+        self._factory = factory
+
+    def refresh_devices(self) -> None:
+        """Mark unavailable devices, if torch is already loaded (this never imports it)."""
+        if "torch" in sys.modules:
+            _mark_devices(self.device_combo)
+
+    def _on_control_changed(self, *_: Any) -> None:
+        self._show_local_controls(self.model_combo.currentText() == LOCAL_CHECKPOINT)
+        self._factory = None
+        self.changed.emit()
+
+    def _show_local_controls(self, visible: bool) -> None:
+        for widget in self._local_widgets:
+            widget.setVisible(visible)
+
+    def _on_browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "SAM 2 checkpoint", "", "Checkpoints (*.pt *.pth *.safetensors)"
+        )
+        if path:
+            self.checkpoint_edit.setText(path)
+            config_combo = self.config_combo
+            if (
+                config_combo is not None
+                and config_combo.currentIndex() == 0
+                and config_for_checkpoint(path) is None
+            ):
+                self.hint.emit(
+                    f"Choose the config of {Path(path).name}: its name is not an official one."
+                )
+            self._on_control_changed()
+
+
+class _DeviceCombo(QComboBox):
+    """Marks unavailable devices when opened (importing torch only then, if not yet loaded)."""
+
+    def showPopup(self) -> None:
+        _mark_devices(self)
+        super().showPopup()
+
+
+def _mark_devices(combo: QComboBox) -> None:
+    """Grey out the devices this machine lacks and say what "auto" picks (imports torch)."""
+    available = available_devices()
+    best = next((d for d in ("cuda", "mps") if available[d]), "cpu")
+    model = combo.model()
+    if not isinstance(model, QStandardItemModel):
+        return
+    for index, name in enumerate(DEVICES):
+        item = model.item(index)
+        if item is None:
+            continue
+        if name == "auto":
+            item.setText(f"auto ({best})")
+        else:
+            item.setEnabled(available[name])
+            item.setText(name if available[name] else f"{name} (not available)")
+
+
+def _config_names() -> list[str]:
+    from sam2.hub import HF_MODEL_ID_TO_FILENAMES
+
+    return [Path(config).name for config, _ in HF_MODEL_ID_TO_FILENAMES.values()]

@@ -269,6 +269,28 @@ class SAM2ImagePredictor:
         img_idx: int,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """:meth:`_predict` up to the float32 logits at the image's size (B, C, H, W)."""
+        processed, ious, low_res = self._decode_low_res(
+            point_coords, point_labels, boxes, mask_input, multimask_output, img_idx
+        )
+        return upsample_logits(processed, self._orig_hw[img_idx]), ious, low_res
+
+    @torch.inference_mode()
+    def _decode_low_res(
+        self,
+        point_coords: Tensor | None,
+        point_labels: Tensor | None,
+        boxes: Tensor | None,
+        mask_input: Tensor | None,
+        multimask_output: bool,
+        img_idx: int = -1,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`_decode` before upsampling, for callers that upsample only some masks.
+
+        Returns the post-processed low-res logits (B, C, S/4, S/4) that :meth:`_decode`
+        upsamples (holes filled, sprinkles removed), IoUs (B, C) and the raw low-res logits
+        clamped to ±32, all float32. The automatic mask generator keeps the first per candidate
+        mask and upsamples it only while it can still be kept.
+        """
         features = self._require_image()
         device = self.device
         points: tuple[Tensor, Tensor] | None = None
@@ -309,5 +331,4 @@ class SAM2ImagePredictor:
         processed = remove_small_regions(
             low_res, self.max_hole_area, self.max_sprinkle_area, self.mask_threshold
         )
-        masks = upsample_logits(processed, self._orig_hw[img_idx])
-        return masks, ious.float(), torch.clamp(low_res, -32.0, 32.0)
+        return processed, ious.float(), torch.clamp(low_res, -32.0, 32.0)

@@ -1,10 +1,40 @@
-"""Small layout helpers shared by the dock widgets."""
+"""Small pieces shared by the dock widgets: a form row, and the dock that notices its close."""
 
 from __future__ import annotations
 
+from qtpy.QtCore import QEvent
+from qtpy.QtGui import QCloseEvent
 from qtpy.QtWidgets import QHBoxLayout, QWidget
 
-__all__ = ["row"]
+__all__ = ["DockWidget", "row"]
+
+
+class DockWidget(QWidget):
+    """A dock widget that calls ``_shutdown`` once when it is closed or removed.
+
+    napari removes a closed dock widget by un-parenting it (no close event), so both paths
+    end here: the widget stops listening to layers and stops its workers, and nothing is
+    written behind a closed widget.
+    """
+
+    _closed = False
+
+    def event(self, event: QEvent | None) -> bool:
+        if event is not None and event.type() == QEvent.Type.ParentChange and not self.parent():
+            self._close_once()
+        return super().event(event)
+
+    def closeEvent(self, event: QCloseEvent | None) -> None:
+        self._close_once()
+        super().closeEvent(event)
+
+    def _close_once(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        """Stop listening and working; called once."""
 
 
 def row(*widgets: QWidget) -> QWidget:

@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from napari.layers import Image, Labels, Points, Shapes
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QEvent, Qt
-from qtpy.QtGui import QCloseEvent
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -24,7 +23,6 @@ from qtpy.QtWidgets import (
     QPushButton,
     QSpinBox,
     QVBoxLayout,
-    QWidget,
 )
 
 from napari_sam2.axes import axis_name, layer_array, stack_axis
@@ -32,7 +30,7 @@ from napari_sam2.controller import SegmentController
 from napari_sam2.models import PredictorFactory
 from napari_sam2.propagation import DIRECTIONS
 from napari_sam2.widgets._layer_combo import LayerCombo
-from napari_sam2.widgets._layout import row
+from napari_sam2.widgets._layout import DockWidget, row
 from napari_sam2.widgets._model_controls import ModelControls
 
 if TYPE_CHECKING:
@@ -47,14 +45,13 @@ HELP = (
 )
 
 
-class SegmentWidget(QWidget):
+class SegmentWidget(DockWidget):
     """Interactive SAM 2 segmentation of the current slice of an image, one object at a time."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self._viewer = viewer
         self._controllers: dict[int, SegmentController] = {}
-        self._closed = False
         self._build()
         viewer.layers.events.removed.connect(self._on_layer_removed)
         self._on_image_changed()
@@ -414,19 +411,7 @@ class SegmentWidget(QWidget):
         if controller is not None:
             controller.segment()
 
-    def event(self, event: QEvent | None) -> bool:
-        """napari removes a closed dock widget by un-parenting it: stop listening to layers
-        then, so no mask is written behind a closed widget."""
-        if event is not None and event.type() == QEvent.Type.ParentChange and not self.parent():
-            self._shutdown()
-        return super().event(event)
-
-    def closeEvent(self, event: QCloseEvent | None) -> None:
-        self._shutdown()
-        super().closeEvent(event)
-
     def _shutdown(self) -> None:
-        self._closed = True
         for controller in self._controllers.values():
             controller.close()
         self._controllers.clear()

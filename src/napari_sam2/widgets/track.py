@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QEvent, Qt
-from qtpy.QtGui import QCloseEvent
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -28,7 +27,6 @@ from qtpy.QtWidgets import (
     QPushButton,
     QSpinBox,
     QVBoxLayout,
-    QWidget,
 )
 
 from napari_sam2.models import PredictorFactory
@@ -38,7 +36,7 @@ from napari_sam2.tracking.proposals import EntryDetector
 from napari_sam2.tracking_controller import TrackingController
 from napari_sam2.tracking_job import check_image
 from napari_sam2.widgets._layer_combo import LayerCombo
-from napari_sam2.widgets._layout import row
+from napari_sam2.widgets._layout import DockWidget, row
 from napari_sam2.widgets._model_controls import ModelControls
 
 if TYPE_CHECKING:
@@ -55,13 +53,12 @@ ENTRY_CHOICES: tuple[tuple[str, EntryDetector], ...] = (
 CURRENT_FRAME = -1  # the seed-frame spin box's "current frame" value
 
 
-class TrackWidget(QWidget):
+class TrackWidget(DockWidget):
     """Track seeded cells through a time-lapse, then review divisions and export."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self._viewer = viewer
-        self._closed = False
         self._build()
         self._controller = TrackingController(viewer, self._model_factory())
         self._controller.status.connect(self._on_status)
@@ -344,20 +341,8 @@ class TrackWidget(QWidget):
             self._controller.export_measurements(path)
 
     # ------------------------------------------------------------------ closing
-    def event(self, event: QEvent | None) -> bool:
-        """napari removes a closed dock widget by un-parenting it: stop the run then."""
-        if event is not None and event.type() == QEvent.Type.ParentChange and not self.parent():
-            self._shutdown()
-        return super().event(event)
-
-    def closeEvent(self, event: QCloseEvent | None) -> None:
-        self._shutdown()
-        super().closeEvent(event)
-
     def _shutdown(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._controller.close()
+        self._controller.close()
 
 
 def _spin(low: int, high: int, value: int, suffix: str = "", prefix: str = "") -> QSpinBox:

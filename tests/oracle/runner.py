@@ -47,7 +47,7 @@ def _install_torchvision_nms() -> None:
             wh = (rb - lt).clamp(min=0)
             inter = wh[:, 0] * wh[:, 1]
             iou = inter / (area[i] + area[i + 1 :] - inter)
-            removed[i + 1 :] |= iou > iou_threshold
+            removed[i + 1 :] |= iou.double() > iou_threshold  # float64, as torchvision's kernel
         return order[torch.tensor(keep, dtype=torch.long)]
 
     # Its fake-tensor (meta) registrations name C++ ops that do not exist here; they only

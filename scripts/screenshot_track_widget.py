@@ -15,6 +15,7 @@ through the real model path (slow, minutes on a CPU, and the masks are then mean
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,49 +24,22 @@ import napari
 import numpy as np
 from qtpy.QtWidgets import QApplication
 
-from napari_sam2.synthetic import SyntheticTimelapse, make_tracking_timelapse
-from napari_sam2.tracking import PromptSeed
+from napari_sam2.synthetic import make_tracking_timelapse
 
-OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "images" / "track-widget.png"
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the tests' ground-truth source, without installing tests/
+from tests.tracking.ground_truth import GroundTruthMaskSource  # noqa: E402
+
+OUTPUT = REPO / "docs" / "images" / "track-widget.png"
 
 
-class GroundTruthSource:
-    """Each object follows the ground-truth cell under its seed mask, daughters included (as
-    SAM 2 does when it keeps following a dividing cell); proposals are the frame's cells."""
+class GroundTruthSource(GroundTruthMaskSource):
+    """The tests' ground-truth mask source, a little slower per frame so the run looks like
+    one (daughters are followed as one mask, as SAM 2 does)."""
 
-    def __init__(self, data: SyntheticTimelapse) -> None:
-        self.labels = data.labels
-        self.children: dict[int, list[int]] = {}
-        for label, _, _, parent in data.lineage:
-            if parent:
-                self.children.setdefault(parent, []).append(label)
-        self.follow: dict[int, set[int]] = {}
-
-    def add(self, frame_idx: int, obj_id: int, mask: np.ndarray) -> None:
-        under = self.labels[frame_idx][np.asarray(mask, dtype=bool)]
-        self.follow[obj_id] = {int(np.bincount(under[under > 0]).argmax())}
-
-    def remove(self, obj_id: int) -> None:
-        del self.follow[obj_id]
-
-    def track(self, frame_idx: int) -> dict[int, np.ndarray]:
-        frame = self.labels[frame_idx]
-        here = set(np.unique(frame).tolist())
-        time.sleep(0.05)  # a little time per frame, so the run looks like one
-        for obj_id, cells in self.follow.items():
-            now = {c for c in cells if c in here}
-            for cell in cells - now:
-                now |= {c for c in self.children.get(cell, []) if c in here}
-            if now:
-                self.follow[obj_id] = now
-        return {k: np.isin(frame, sorted(v)) for k, v in self.follow.items()}
-
-    def propose(self, frame_idx: int, covered: np.ndarray) -> list[np.ndarray]:
-        frame = self.labels[frame_idx]
-        return [frame == cell for cell in np.unique(frame)[1:]]
-
-    def segment(self, frame_idx: int, prompt: PromptSeed) -> np.ndarray:
-        raise NotImplementedError("this stand-in only follows seed labels")
+    def track(self, frame_idx: int) -> dict[Any, np.ndarray]:
+        time.sleep(0.05)
+        return super().track(frame_idx)
 
 
 def random_sam2() -> Any:

@@ -34,10 +34,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the oracle harness lives in tests/
 
-from napari_sam2.synthetic import make_image  # noqa: E402
 from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator  # noqa: E402
 from sam2.build_sam import build_sam2  # noqa: E402
 from sam2.intensity import choose_limits, to_unit_range  # noqa: E402
+from sam2.synthetic import make_image  # noqa: E402
 from tests.oracle.harness import Oracle, oracle_available  # noqa: E402
 
 CONFIGS = {

@@ -171,7 +171,7 @@ def make_video(folder: Path, n_frames: int, shape: tuple[int, int], n_cells: int
     import numpy as np
     from PIL import Image
 
-    from napari_sam2.synthetic import make_timelapse
+    from sam2.synthetic import make_timelapse
 
     folder.mkdir(parents=True, exist_ok=True)
     data = make_timelapse(

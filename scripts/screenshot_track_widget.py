@@ -24,7 +24,7 @@ import napari
 import numpy as np
 from qtpy.QtWidgets import QApplication
 
-from napari_sam2.synthetic import make_tracking_timelapse
+from sam2.synthetic import make_tracking_timelapse
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the tests' ground-truth source, without installing tests/

@@ -17,7 +17,7 @@ import napari
 import numpy as np
 from qtpy.QtWidgets import QApplication
 
-from napari_sam2.synthetic import make_timelapse
+from sam2.synthetic import make_timelapse
 
 FRAME = 5
 OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "images" / "segment-widget.png"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from napari_sam2.synthetic import make_image, make_timelapse, make_zstack
+from sam2.synthetic import make_image, make_timelapse, make_zstack
 
 LayerDataTuple = tuple[Any, dict[str, Any], str]
 

@@ -14,7 +14,7 @@ from napari_sam2.cli import main
 from napari_sam2.layers import new_points_layer
 from napari_sam2.replay import replay_session
 from napari_sam2.session_file import Session, save_session
-from napari_sam2.synthetic import make_timelapse
+from sam2.synthetic import make_timelapse
 
 IMAGE_SIZE = 256
 

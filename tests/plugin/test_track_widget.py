@@ -19,7 +19,6 @@ import pytest
 from napari.layers import Image, Labels, Tracks
 from napari.utils.notifications import notification_manager
 
-from napari_sam2.synthetic import SyntheticTimelapse, make_tracking_timelapse
 from napari_sam2.tracking import (
     TrackingParams,
     read_ctc,
@@ -30,6 +29,7 @@ from napari_sam2.tracking import (
 from napari_sam2.tracking_controller import TrackingController
 from napari_sam2.tracking_job import TrackingRun
 from napari_sam2.widgets.track import TrackWidget
+from sam2.synthetic import SyntheticTimelapse, make_tracking_timelapse
 from tests.plugin.session import WAIT_MS, errors_after
 from tests.tracking.ground_truth import GroundTruthMaskSource
 

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 
-from napari_sam2.synthetic import make_image
 from sam2.amg import (
     area_from_rle,
     batched_nms,
@@ -31,6 +30,7 @@ from sam2.amg import (
 from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
 from sam2.build_sam import build_sam2
 from sam2.intensity import choose_limits, to_unit_range
+from sam2.synthetic import make_image
 from tests.conftest import ReferenceCheckpoints
 from tests.oracle.harness import Oracle
 

@@ -14,7 +14,6 @@ import tifffile
 import torch
 from PIL import Image
 
-from napari_sam2.synthetic import make_timelapse
 from sam2.frames import (
     ArrayFrameSource,
     FrameSource,
@@ -23,6 +22,7 @@ from sam2.frames import (
     open_frames,
 )
 from sam2.intensity import robust_limits
+from sam2.synthetic import make_timelapse
 from sam2.transforms import preprocess
 from tests.oracle.harness import Oracle
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from skimage import data as skdata
 
-from napari_sam2.synthetic import make_image
 from sam2.build_sam import build_sam2
 from sam2.intensity import choose_limits, to_unit_range
 from sam2.sam2_image_predictor import SAM2ImagePredictor
+from sam2.synthetic import make_image
 from tests.conftest import ReferenceCheckpoints
 from tests.oracle.harness import Oracle
 

@@ -131,7 +131,9 @@ def test_padding_and_label_semantics() -> None:
         plain = encoder._embed_points(coords, labels, pad=False)
         pe = encoder.pe_layer.forward_with_coords(coords + 0.5, (1024, 1024))
     assert padded.shape == (2, 6, 256) and plain.shape == (2, 5, 256)
-    torch.testing.assert_close(padded[:, :5], plain, rtol=0, atol=0)
+    # Six points and five are different matmul shapes: their kernels may round differently
+    # (1.2e-7 apart on AVX2-only CPUs), so the real points agree within float tolerance only.
+    torch.testing.assert_close(padded[:, :5], plain)
     pad_vector = encoder.not_a_point_embed.weight[0]
     assert torch.equal(padded[:, 5], pad_vector.expand(2, -1))
     for b in range(2):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_sam2.synthetic import make_timelapse
 from sam2.build_sam import build_sam2_video_predictor
 from sam2.sam2_video_predictor import SAM2VideoPredictor
+from sam2.synthetic import make_timelapse
 
 
 @pytest.fixture(scope="module")

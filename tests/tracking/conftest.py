@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from napari_sam2.synthetic import SyntheticTimelapse, make_tracking_timelapse
+from sam2.synthetic import SyntheticTimelapse, make_tracking_timelapse
 
 if TYPE_CHECKING:
     from sam2.sam2_video_predictor import SAM2VideoPredictor

@@ -9,8 +9,8 @@ from typing import Literal
 
 import numpy as np
 
-from napari_sam2.synthetic import SyntheticTimelapse
 from napari_sam2.tracking.sources import PromptSeed
+from sam2.synthetic import SyntheticTimelapse
 
 
 class GroundTruthMaskSource:

@@ -12,8 +12,8 @@ import pytest
 import tifffile
 
 from napari_sam2.cli import main, read_stack
-from napari_sam2.synthetic import SyntheticTimelapse
 from napari_sam2.tracking import read_ctc
+from sam2.synthetic import SyntheticTimelapse
 from tests.tracking.conftest import IMAGE_SIZE
 
 

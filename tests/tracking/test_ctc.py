@@ -12,7 +12,6 @@ from typing import Any, Literal
 import numpy as np
 import pytest
 
-from napari_sam2.synthetic import SyntheticTimelapse, make_tracking_timelapse
 from napari_sam2.tracking import (
     Lineage,
     TrackingParams,
@@ -21,6 +20,7 @@ from napari_sam2.tracking import (
     write_ctc,
     write_ctc_labels,
 )
+from sam2.synthetic import SyntheticTimelapse, make_tracking_timelapse
 from tests.tracking.ground_truth import GroundTruthMaskSource, write_gt_folder
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_sam2.synthetic import make_tracking_timelapse
 from napari_sam2.tracking import (
     Lineage,
     TrackingParams,
@@ -15,6 +14,7 @@ from napari_sam2.tracking import (
     undo_division,
 )
 from napari_sam2.tracking.ctc import ctc_tracks
+from sam2.synthetic import make_tracking_timelapse
 from tests.tracking.ground_truth import GroundTruthMaskSource
 
 

@@ -7,7 +7,6 @@ from typing import Literal
 import numpy as np
 import pytest
 
-from napari_sam2.synthetic import SyntheticTimelapse, make_tracking_timelapse
 from napari_sam2.tracking import (
     CellTracker,
     PromptSeed,
@@ -15,6 +14,7 @@ from napari_sam2.tracking import (
     TrackingParams,
     track_cells,
 )
+from sam2.synthetic import SyntheticTimelapse, make_tracking_timelapse
 from tests.tracking.ground_truth import GroundTruthMaskSource, best_match
 
 EVERY_FRAME = TrackingParams(entry_every=1, min_new_area=20)

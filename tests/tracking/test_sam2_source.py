@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from napari_sam2.synthetic import SyntheticTimelapse
 from napari_sam2.tracking import (
     AutoMaskProposer,
     PromptSeed,
@@ -20,6 +19,7 @@ from napari_sam2.tracking import (
     write_ctc,
 )
 from napari_sam2.tracking.sources import exclusive_masks
+from sam2.synthetic import SyntheticTimelapse
 
 
 def test_engine_runs_on_sam2(

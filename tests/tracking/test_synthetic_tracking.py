@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from napari_sam2.synthetic import make_timelapse, make_tracking_timelapse
 from napari_sam2.tracking.ctc import ctc_tracks
+from sam2.synthetic import make_timelapse, make_tracking_timelapse
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -1,7 +1,8 @@
 """Synthetic microscopy data with known ground truth: noisy 16-bit cells that move and divide.
 
-Used for the plugin's sample data (so every workflow can be tried offline) and, because every
-cell's mask and lineage are known, as ground truth for tracking tests.
+Part of the library (numpy only) so that its own tests, the training scripts and the plugin's
+sample data all draw from one generator: every workflow can be tried offline and, because every
+cell's mask and lineage are known, it is the ground truth for tracking and training.
 """
 
 from __future__ import annotations

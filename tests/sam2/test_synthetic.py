@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_sam2.synthetic import make_image, make_timelapse, make_zstack
+from sam2.synthetic import make_image, make_timelapse, make_zstack
 
 
 def test_timelapse_is_deterministic_and_16bit() -> None:

@@ -1,0 +1,54 @@
+"""How a video session tracks: the predictor's inference options as one typed value.
+
+The reference spreads these over constructor keywords and Hydra overrides (one of them,
+``binarize_mask_from_pts_for_mem_enc``, even lives in the model config although it only changes
+what the video predictor feeds the memory encoder). Here they are one frozen dataclass, built
+once and handed to :class:`~sam2.sam2_video_predictor.SAM2VideoPredictor`; the builders translate
+the reference's strings into it, and nothing downstream sees strings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["TrackingOptions"]
+
+
+@dataclass(frozen=True)
+class TrackingOptions:
+    """Inference options of a video session (the reference's defaults unless noted)."""
+
+    #: Fill holes up to this many pixels in every mask handed out (0: off; the video builder's
+    #: post-processing uses 8).
+    fill_hole_area: int = 0
+    #: Masks decoded from clicks are binarised before memory encoding (the video builder's
+    #: post-processing turns this on; the model config's ``binarize_mask_from_pts_for_mem_enc``).
+    binarize_mask_from_pts: bool = False
+    #: Objects never overlap in the masks handed out (the highest score wins a pixel).
+    non_overlap_masks: bool = False
+    #: After a correction, drop non-conditioning memories within the model's memory reach of it.
+    clear_non_cond_mem_around_input: bool = False
+    #: Prompts on an already tracked frame make it a conditioning frame ("keep corrections").
+    add_all_frames_to_correct_as_cond: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.fill_hole_area, bool) or int(self.fill_hole_area) != self.fill_hole_area:
+            raise TypeError(f"fill_hole_area must be an integer, got {self.fill_hole_area!r}")
+        if self.fill_hole_area < 0:
+            raise ValueError(f"fill_hole_area must be >= 0, got {self.fill_hole_area}")
+
+    @classmethod
+    def postprocessed(cls, **changes: Any) -> TrackingOptions:
+        """The video builder's default (``apply_postprocessing=True``): binarised click masks
+        into memory and holes up to 8 pixels filled, with ``changes`` on top."""
+        return cls(fill_hole_area=8, binarize_mask_from_pts=True).replace(**changes)
+
+    def replace(self, **changes: Any) -> TrackingOptions:
+        """A copy with ``changes``; an unknown field is an error that lists the known ones."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise TypeError(f"unknown tracking option(s) {unknown}; known: {sorted(known)}")
+        return dataclasses.replace(self, **changes)

@@ -30,7 +30,7 @@ from sam2.amg.stability import stability_score
 from sam2.intensity import ContrastLimits, choose_limits
 from sam2.modeling.sam2_model import SAM2Model
 from sam2.precision import Precision
-from sam2.sam2_image_predictor import SAM2ImagePredictor
+from sam2.sam2_image_predictor import ImageEmbedding, SAM2ImagePredictor
 from sam2.transforms import as_hwc_array, to_model_coords, upsample_logits
 
 OutputMode = Literal["binary_mask", "uncompressed_rle", "coco_rle"]
@@ -182,38 +182,42 @@ class SAM2AutomaticMaskGenerator:
     ) -> Candidates:
         """Candidates of one crop, de-duplicated, with points and boxes in image pixels."""
         x0, y0, x1, y1 = crop
-        self.predictor.set_image(rgb[y0:y1, x0:x1], contrast_limits=limits)
+        embedding = self.predictor.embed(rgb[y0:y1, x0:x1], contrast_limits=limits)
         crop_hw = (y1 - y0, x1 - x0)
         scale = np.array([crop_hw[1], crop_hw[0]])[None]  # (1, 2) x, y
         points = torch.as_tensor(self.point_grids[layer] * scale, dtype=torch.float32)
         step = self.points_per_batch
         found = Candidates.cat(
             [
-                self._process_batch(points[i : i + step], crop, crop_index, orig_hw)
+                self._process_batch(embedding, points[i : i + step], crop, crop_index, orig_hw)
                 for i in range(0, len(points), step)
             ]
         )
-        self.predictor.reset_predictor()
         categories = torch.zeros_like(found.iou_preds)
         keep = batched_nms(found.boxes.float(), found.iou_preds, categories, self.box_nms_thresh)
         return found.select(keep).shifted(x0, y0)
 
     def _process_batch(
-        self, points: Tensor, crop: CropBox, crop_index: int, orig_hw: tuple[int, int]
+        self,
+        embedding: ImageEmbedding,
+        points: Tensor,
+        crop: CropBox,
+        crop_index: int,
+        orig_hw: tuple[int, int],
     ) -> Candidates:
         """Predict, score and filter the masks of one batch of grid points (P, 2) crop pixels."""
         device = self.predictor.device
         crop_hw = (crop[3] - crop[1], crop[2] - crop[0])
         coords = to_model_coords(points, crop_hw, self.predictor.model.image_size).to(device)
         labels = torch.ones(len(points), 1, dtype=torch.int, device=device)
-        low_res, ious, clamped = self.predictor._decode_low_res(
-            coords[:, None], labels, None, None, self.multimask_output
+        low_res, ious, clamped = self.predictor.predict_torch(
+            coords[:, None], labels, multimask_output=self.multimask_output, embedding=embedding
         )
         per_point = low_res.shape[1]
         low_res, ious = low_res.flatten(0, 1), ious.flatten()  # (P*M, h, w), (P*M,)
         coords = coords.repeat_interleave(per_point, dim=0)
         if self.use_m2m:
-            low_res, ious = self._refine(coords, clamped.flatten(0, 1))
+            low_res, ious = self._refine(embedding, coords, clamped.flatten(0, 1))
         keep = torch.arange(len(ious), device=device)
         if self.pred_iou_thresh > 0.0:
             keep = keep[ious[keep] > self.pred_iou_thresh]
@@ -233,7 +237,9 @@ class SAM2AutomaticMaskGenerator:
             crop_index=torch.full((len(keep),), crop_index, dtype=torch.int64, device=device),
         )
 
-    def _refine(self, coords: Tensor, mask_input: Tensor) -> tuple[Tensor, Tensor]:
+    def _refine(
+        self, embedding: ImageEmbedding, coords: Tensor, mask_input: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """m2m: predict each mask again from its own click plus its low-res logits as a mask
         prompt, one mask per prompt. ``coords`` (N, 2) model frame, ``mask_input`` (N, h, w)."""
         step = self.points_per_batch
@@ -241,8 +247,12 @@ class SAM2AutomaticMaskGenerator:
         for i in range(0, len(coords), step):
             batch = coords[i : i + step, None]  # (B, 1, 2)
             labels = torch.ones(batch.shape[:2], dtype=torch.int, device=batch.device)
-            low_res, iou, _ = self.predictor._decode_low_res(
-                batch, labels, None, mask_input[i : i + step, None], False
+            low_res, iou, _ = self.predictor.predict_torch(
+                batch,
+                labels,
+                mask_input=mask_input[i : i + step, None],
+                multimask_output=False,
+                embedding=embedding,
             )
             refined.append(low_res[:, 0])
             ious.append(iou[:, 0])

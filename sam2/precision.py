@@ -23,15 +23,19 @@ meant for CPU bf16, but with torch 2.13 the fused CPU kernel gains from bf16 too
 or faster at every attention shape in SAM 2 (a global Hiera block: 27 ms fused, 105 ms
 explicit), so bf16 mode keeps the fused kernel. :func:`prefer_explicit_attention` switches a
 whole model, for older torch builds and for tests.
+
+This module imports torch only inside its functions: :data:`Precision` and :data:`PRECISIONS`
+can be imported by code that must start without torch (the plugin's widgets).
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch is imported where it is used, so that the names above need no torch
+    import torch
+    from torch import nn
 
 __all__ = [
     "PRECISIONS",
@@ -58,6 +62,8 @@ def check_precision(precision: str, device: torch.device | str | None = None) ->
             f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}"
         )
     if precision == "bf16" and device is not None:
+        import torch
+
         device_type = torch.device(device).type
         if device_type not in _BF16_DEVICE_TYPES:
             raise ValueError(
@@ -78,6 +84,8 @@ def autocast_context(
     check_precision(precision, device)
     if precision == "fp32":
         return contextlib.nullcontext()
+    import torch
+
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 
 

@@ -9,7 +9,7 @@ as fast on CPUs with bf16 matrix units, with masks that agree closely but not bi
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -23,9 +23,17 @@ from sam2.precision import Precision, autocast_context, check_precision
 from sam2.prompts import validate_box, validate_mask_input, validate_points
 from sam2.transforms import as_hwc_array, preprocess, to_model_coords, upsample_logits
 
-__all__ = ["ImageEmbedding", "SAM2ImagePredictor"]
+__all__ = ["ImageEmbedding", "LowResPrediction", "SAM2ImagePredictor"]
 
 PredictOutput = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+class LowResPrediction(NamedTuple):
+    """What :meth:`SAM2ImagePredictor.predict_torch` gives for B prompt sets (C masks each)."""
+
+    logits: Tensor  # (B, C, S/4, S/4) float32, small holes and islands removed
+    ious: Tensor  # (B, C) predicted IoU of each mask
+    low_res_logits: Tensor  # (B, C, S/4, S/4) raw, clamped to ±32: the next mask_input
 
 
 class SAM2ImagePredictor:
@@ -259,6 +267,7 @@ class SAM2ImagePredictor:
         return_logits: bool,
         normalize_coords: bool,
     ) -> PredictOutput:
+        """Checked numpy prompts in image pixels -> :meth:`predict_torch` -> numpy masks."""
         hw = embedding.orig_hw
         size = self.model.image_size
         coords = labels = boxes = masks_in = None
@@ -275,13 +284,15 @@ class SAM2ImagePredictor:
         if mask_input is not None:
             masks_in = torch.from_numpy(validate_mask_input(mask_input, size // 4))
         with torch.inference_mode():
-            masks, ious, low_res = self._decode(
-                coords, labels, boxes, masks_in, multimask_output, embedding
+            out = self.predict_torch(
+                coords, labels, boxes, masks_in, multimask_output, embedding=embedding
             )
+            masks = upsample_logits(out.logits, hw)
             if not return_logits:
                 # in place: float 0/1 without a bool and a second float (H, W) buffer
                 masks = masks.gt_(self.mask_threshold)
-        masks_np, ious_np, low_np = (t.squeeze(0).cpu().numpy() for t in (masks, ious, low_res))
+        results = (masks, out.ious, out.low_res_logits)
+        masks_np, ious_np, low_np = (t.squeeze(0).cpu().numpy() for t in results)
         return masks_np, ious_np, low_np
 
     @torch.inference_mode()
@@ -295,60 +306,42 @@ class SAM2ImagePredictor:
         return_logits: bool = False,
         img_idx: int = -1,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """Tensor-level predict on model-frame prompts (used by the automatic mask generator).
+        """The reference's tensor-level predict: :meth:`predict_torch`, upsampled.
 
-        Points (B, N, 2) and labels (B, N); boxes (B, 4) or (B, 2, 2), placed before the clicks
-        as two corner points labelled 2 and 3; mask_input (B, 1, S/4, S/4). Returns
-        masks (B, C, H, W) (bool, or float32 logits), IoUs (B, C), low-res logits
+        Third-party code calls it, so it stays. Returns masks (B, C, H, W) at the size of set
+        image ``img_idx`` (bool, or float32 logits), IoUs (B, C) and low-res logits
         (B, C, S/4, S/4) clamped to ±32.
         """
-        masks, ious, low_res = self._decode(
-            point_coords,
-            point_labels,
-            boxes,
-            mask_input,
-            multimask_output,
-            self._chosen(None, img_idx),
-        )
-        if not return_logits:
-            masks = masks > self.mask_threshold
-        return masks, ious, low_res
-
-    @torch.inference_mode()
-    def _decode(
-        self,
-        point_coords: Tensor | None,
-        point_labels: Tensor | None,
-        boxes: Tensor | None,
-        mask_input: Tensor | None,
-        multimask_output: bool,
-        embedding: ImageEmbedding,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """:meth:`_predict` up to the float32 logits at the image's size (B, C, H, W)."""
-        processed, ious, low_res = self._decode_low_res(
+        embedding = self._chosen(None, img_idx)
+        out = self.predict_torch(
             point_coords, point_labels, boxes, mask_input, multimask_output, embedding=embedding
         )
-        return upsample_logits(processed, embedding.orig_hw), ious, low_res
+        masks = upsample_logits(out.logits, embedding.orig_hw)
+        if not return_logits:
+            masks = masks > self.mask_threshold
+        return masks, out.ious, out.low_res_logits
 
     @torch.inference_mode()
-    def _decode_low_res(
+    def predict_torch(
         self,
         point_coords: Tensor | None,
         point_labels: Tensor | None,
-        boxes: Tensor | None,
-        mask_input: Tensor | None,
-        multimask_output: bool,
-        img_idx: int = -1,
+        boxes: Tensor | None = None,
+        mask_input: Tensor | None = None,
+        multimask_output: bool = True,
+        *,
         embedding: ImageEmbedding | None = None,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """:meth:`_decode` before upsampling, for callers that upsample only some masks.
+    ) -> LowResPrediction:
+        """Batched tensor twin of :meth:`predict`, on prompts already in model input pixels.
 
-        Returns the post-processed low-res logits (B, C, S/4, S/4) that :meth:`_decode`
-        upsamples (holes filled, sprinkles removed), IoUs (B, C) and the raw low-res logits
-        clamped to ±32, all float32. The automatic mask generator keeps the first per candidate
-        mask and upsamples it only while it can still be kept.
+        Points (B, N, 2) (x, y) in [0, S] with labels (B, N); boxes (B, 4) or (B, 2, 2) as
+        XYXY, put before the clicks as two corners labelled 2 and 3; ``mask_input``
+        (B, 1, S/4, S/4) logits. Nothing is upsampled: callers that need only some masks at
+        full size (the automatic mask generator) upsample those with
+        :func:`sam2.transforms.upsample_logits`. Decodes the set image (the last one of a
+        batch) unless ``embedding`` is given.
         """
-        embedding = self._chosen(embedding, img_idx)
+        embedding = self._chosen(embedding)
         device = self.device
         points: tuple[Tensor, Tensor] | None = None
         if point_coords is not None and point_labels is not None:
@@ -385,4 +378,4 @@ class SAM2ImagePredictor:
         processed = remove_small_regions(
             low_res, self.max_hole_area, self.max_sprinkle_area, self.mask_threshold
         )
-        return processed, ious.float(), torch.clamp(low_res, -32.0, 32.0)
+        return LowResPrediction(processed, ious.float(), torch.clamp(low_res, -32.0, 32.0))

@@ -376,14 +376,14 @@ def test_crops_share_the_whole_image_contrast(model: Any, monkeypatch: pytest.Mo
     raw = (rng.gamma(2.0, 300.0, size=(80, 96)) + np.linspace(0, 3000, 96)).astype(np.uint16)
     params = {**LOOSE, "points_per_side": 4, "crop_n_layers": 1, "crop_nms_thresh": 1.0}
     generator = SAM2AutomaticMaskGenerator(model, **params)
-    embed = generator.predictor.set_image
+    embed = generator.predictor.embed
     limits_seen: list[Any] = []
 
-    def spy(image: np.ndarray, contrast_limits: Any = None) -> None:
+    def spy(image: np.ndarray, contrast_limits: Any = None) -> Any:
         limits_seen.append(contrast_limits)
-        embed(image, contrast_limits=contrast_limits)
+        return embed(image, contrast_limits=contrast_limits)
 
-    monkeypatch.setattr(generator.predictor, "set_image", spy)
+    monkeypatch.setattr(generator.predictor, "embed", spy)
     generator.generate(raw)
     full_image_limits = choose_limits(raw)
     assert limits_seen == [full_image_limits] * 5  # the image and 4 crops

@@ -9,6 +9,7 @@ import torch
 from sam2.build_sam import build_sam2
 from sam2.image_embedding import ImageEmbedding
 from sam2.sam2_image_predictor import SAM2ImagePredictor
+from sam2.transforms import upsample_logits
 
 CLICK = {"point_coords": np.array([[30.0, 20.0]]), "point_labels": np.array([1])}
 
@@ -112,3 +113,31 @@ def test_embedding_is_frozen(predictor: SAM2ImagePredictor) -> None:
     assert isinstance(embedding, ImageEmbedding)
     with pytest.raises(AttributeError):
         embedding.orig_hw = (1, 1)  # type: ignore[misc]
+
+
+def test_predict_torch_is_predict_before_upsampling(predictor: SAM2ImagePredictor) -> None:
+    """predict_torch on model-frame prompts, upsampled, gives predict's masks exactly."""
+    a, _ = _images()
+    embedding = predictor.embed(a)
+    masks, ious, low_res = predictor.predict(**CLICK, embedding=embedding, return_logits=True)
+    coords = torch.tensor([[[30.0 / 64 * 256, 20.0 / 48 * 256]]])  # (B, N, 2) model pixels
+    out = predictor.predict_torch(coords, torch.ones(1, 1), embedding=embedding)
+    assert out.logits.shape == (1, 3, 64, 64) and out.ious.shape == (1, 3)
+    upsampled = upsample_logits(out.logits, embedding.orig_hw)
+    assert torch.equal(upsampled[0], torch.from_numpy(masks))
+    assert torch.equal(out.ious[0], torch.from_numpy(ious))
+    assert torch.equal(out.low_res_logits[0], torch.from_numpy(low_res))
+
+
+def test_reference_private_predict_upsamples_and_thresholds(
+    predictor: SAM2ImagePredictor,
+) -> None:
+    """The reference's _predict (used by third-party code) is predict_torch at image size."""
+    a, _ = _images()
+    predictor.set_image(a)
+    coords, labels = torch.tensor([[[120.0, 107.0]]]), torch.ones(1, 1, dtype=torch.int)
+    masks, ious, low_res = predictor._predict(coords, labels)
+    out = predictor.predict_torch(coords, labels)
+    assert masks.dtype == torch.bool and masks.shape == (1, 3, 48, 64)
+    assert torch.equal(masks, upsample_logits(out.logits, (48, 64)) > 0)
+    assert torch.equal(ious, out.ious) and torch.equal(low_res, out.low_res_logits)

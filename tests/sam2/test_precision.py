@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -181,3 +183,18 @@ def test_bf16_autocast_on_cuda(photo: np.ndarray) -> None:
     out = bf16.predict(point_coords=point, point_labels=label)[0]
     assert out.dtype == np.float32
     assert _mask_iou(ref, out).min() >= MIN_IOU
+
+
+def test_precision_names_import_without_torch() -> None:
+    """``sam2.precision`` gives Precision and PRECISIONS in a process that never loads torch."""
+    code = (
+        "import sys; import sam2.precision as p; "
+        "assert 'torch' not in sys.modules, 'torch was imported'; "
+        "assert p.PRECISIONS == ('fp32', 'bf16'), p.PRECISIONS; "
+        "assert p.check_precision('bf16') == 'bf16'; "
+        "assert 'torch' not in sys.modules, 'check_precision imported torch'"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr

@@ -21,6 +21,13 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_sam2.models import (
+    DEFAULT_MODEL,
+    TRACKING_OPTIONS,
+    ModelChoice,
+    model_loader,
+    resolve_hub_id,
+)
 from napari_sam2.tracking.engine import (
     CellTracker,
     FrameUpdate,
@@ -34,9 +41,15 @@ from napari_sam2.tracking.proposals import ENTRY_DETECTORS, EntryDetector
 if TYPE_CHECKING:
     from sam2.sam2_video_predictor import SAM2VideoPredictor
 
-__all__ = ["default_out", "load_video_predictor", "main", "read_stack", "run_tracking"]
+__all__ = [
+    "default_out",
+    "load_video_predictor",
+    "main",
+    "model_choice",
+    "read_stack",
+    "run_tracking",
+]
 
-DEFAULT_MODEL = "facebook/sam2.1-hiera-tiny"
 OUTPUTS = ("labels.tif", "tracks.csv", "lineage.csv", "measurements.csv", "ctc", "tracking.json")
 
 
@@ -91,6 +104,25 @@ def read_stack(path: str | os.PathLike[str], channel: int | None = None) -> Any:
     return array
 
 
+def model_choice(
+    model: str = DEFAULT_MODEL,
+    checkpoint: str | os.PathLike[str] | None = None,
+    config: str | None = None,
+    device: str | None = None,
+    image_size: int | None = None,
+) -> ModelChoice:
+    """The model named on the command line: a hub id or a name such as ``sam2.1_hiera_tiny``
+    or ``tiny``, or a local checkpoint file (``model`` is then ignored). ``image_size``
+    overrides the model's input size (smaller is faster and coarser)."""
+    return ModelChoice(
+        hub_id=None if checkpoint is not None else resolve_hub_id(model),
+        checkpoint=None if checkpoint is None else str(checkpoint),
+        config=config,
+        device=device,
+        image_size=image_size,
+    )
+
+
 def load_video_predictor(
     model: str = DEFAULT_MODEL,
     checkpoint: str | os.PathLike[str] | None = None,
@@ -98,49 +130,9 @@ def load_video_predictor(
     device: str | None = None,
     image_size: int | None = None,
 ) -> SAM2VideoPredictor:
-    """A video predictor from a hub id / model name, or from a local checkpoint file.
-
-    ``model`` may be a hub id (``facebook/sam2.1-hiera-tiny``) or a name such as
-    ``sam2.1_hiera_tiny`` or ``tiny``. ``image_size`` overrides the model's input size
-    (smaller is faster and coarser).
-    """
-    from sam2.build_sam import build_sam2_video_predictor, build_sam2_video_predictor_hf
-
-    overrides = [f"++model.image_size={int(image_size)}"] if image_size else []
-    if checkpoint is not None:
-        from napari_sam2.models import config_for_checkpoint
-
-        config = config or config_for_checkpoint(Path(checkpoint))
-        if config is None:
-            raise ValueError(
-                f"cannot tell which SAM 2 model {Path(checkpoint).name!r} is from its name; "
-                "give its config with --config (e.g. sam2.1_hiera_t)"
-            )
-        return build_sam2_video_predictor(
-            config, str(checkpoint), device=device, hydra_overrides_extra=overrides
-        )
-    return build_sam2_video_predictor_hf(
-        _hub_id(model), device=device, hydra_overrides_extra=overrides
-    )
-
-
-def _hub_id(model: str) -> str:
-    from sam2.configs import resolve_config
-    from sam2.hub import HF_MODEL_ID_TO_FILENAMES
-
-    if model in HF_MODEL_ID_TO_FILENAMES:
-        return model
-    try:
-        wanted = resolve_config(model).name
-    except ValueError as exc:
-        raise ValueError(
-            f"unknown model {model!r}: use a hub id ({', '.join(HF_MODEL_ID_TO_FILENAMES)}) "
-            "or a name such as sam2.1_hiera_tiny; for a local file use --checkpoint"
-        ) from exc
-    for hub_id, (config, _) in HF_MODEL_ID_TO_FILENAMES.items():
-        if resolve_config(config).name == wanted:
-            return hub_id
-    raise ValueError(f"model {model!r} has no released checkpoint on the hub")
+    """A tracking video predictor of :func:`model_choice`'s model."""
+    loaded = model_choice(model, checkpoint, config, device, image_size).load()
+    return loaded.video_predictor(TRACKING_OPTIONS)
 
 
 # ---------------------------------------------------------------------------------- running
@@ -344,7 +336,8 @@ def run_segment(
     target = Path(out) if out else path.with_name(f"{path.stem}_sam2_labels.tif")
     if target.exists() and not overwrite:
         raise ValueError(f"{target} exists; use --overwrite to replace it")
-    predictor = load_video_predictor(model, checkpoint, config, device, image_size)
+    loader = model_loader(model_choice(model, checkpoint, config, device, image_size))
+    loader()  # load before the output file is created, as before
     labels = tifffile.memmap(target, shape=data.shape, dtype=np.uint32, photometric="minisblack")
     if saved.labels is not None:
         labels[...] = saved.labels
@@ -361,7 +354,7 @@ def run_segment(
             progress.flush()
 
     try:
-        replay_session(data, saved, lambda: predictor, out=labels, progress=report)
+        replay_session(data, saved, loader, out=labels, progress=report)
     finally:
         labels.flush()
         if progress is not None:

@@ -30,10 +30,10 @@ from napari_sam2.layers import (
     set_point_defaults,
     toggle_polarity,
 )
-from napari_sam2.models import PredictorFactory
+from napari_sam2.models import ModelLoader
 from napari_sam2.prompt_events import PromptEdits
 from napari_sam2.propagation import Direction, NoPromptsError, plan_propagation, prompted_lines
-from napari_sam2.propagation_job import Propagation, PropagationQueue
+from napari_sam2.propagation_job import PropagationRun
 
 if TYPE_CHECKING:
     import napari
@@ -66,7 +66,7 @@ class SegmentController:
         self,
         viewer: napari.viewer.Viewer,
         image_layer: Image,
-        factory: PredictorFactory,
+        factory: ModelLoader,
         *,
         cache_size: int = 8,
     ) -> None:
@@ -89,9 +89,7 @@ class SegmentController:
         self._shapes: Shapes | None = None
         self._labels: Labels | None = None
         self._writer: LabelsWriter | None = None
-        self._propagations = PropagationQueue(viewer, image_layer)
-        self._propagations.status.connect(self._relay_status)
-        self._propagations.finished.connect(self._on_propagation_finished)
+        self._propagation: PropagationRun | None = None  # the current (or last) run
 
     # -------------------------------------------------------------- state
     @property
@@ -102,12 +100,7 @@ class SegmentController:
     @property
     def propagating(self) -> bool:
         """True while a propagation worker runs."""
-        return self._propagations.running
-
-    @property
-    def _propagation(self) -> Propagation | None:
-        """The current (or last) run of a propagation."""
-        return self._propagations.current
+        return self._propagation is not None and self._propagation.running
 
     @property
     def points_layer(self) -> Points | None:
@@ -174,7 +167,7 @@ class SegmentController:
         if layer is not None:
             layer.selected_label = self.object_id
 
-    def set_factory(self, factory: PredictorFactory) -> None:
+    def set_factory(self, factory: ModelLoader) -> None:
         """Use another model: embeddings of the old one are dropped, labels stay."""
         self._factory = factory
         self._embeddings.set_factory(factory)
@@ -283,7 +276,7 @@ class SegmentController:
         axis: int | None = None,
         mask_layer: Labels | None = None,
         every_position: bool = False,
-    ) -> Propagation | None:
+    ) -> PropagationRun | None:
         """Track every prompted object from the current frame through the stack.
 
         ``axis`` is the video axis (default: T, else Z, else the first leading axis). Objects
@@ -329,7 +322,11 @@ class SegmentController:
         except ValueError as exc:
             self._fail(str(exc))
             return None
-        run = self._propagations.start(plans, labels, self._factory)
+        run = PropagationRun(self.viewer, self.image_layer, labels, plans)
+        run.status.connect(self._relay_status)
+        run.finished.connect(self._on_propagation_finished)
+        self._propagation = run
+        run.run(self._factory)
         self.busy_changed.emit(True)
         return run
 
@@ -341,7 +338,8 @@ class SegmentController:
 
     def stop(self) -> None:
         """Stop a running propagation after the frame in flight; finished frames stay."""
-        self._propagations.stop()
+        if self._propagation is not None:
+            self._propagation.stop()
 
     def accept_object(self) -> int:
         """Keep the current object's masks as they are and move on to a new object.

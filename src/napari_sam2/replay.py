@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_sam2.propagation_job import FrameMasks, ModelFactory, run_propagation
+from napari_sam2.models import ModelLoader
+from napari_sam2.propagation_job import FrameMasks, run_propagation
 from napari_sam2.session_file import Session
 
 __all__ = ["replay_session"]
@@ -22,7 +23,7 @@ __all__ = ["replay_session"]
 def replay_session(
     stack: Any,
     session: Session,
-    factory: ModelFactory,
+    factory: ModelLoader,
     *,
     out: Any | None = None,
     progress: Callable[[int, int], None] | None = None,

@@ -50,7 +50,7 @@ def test_segment_writes_what_replay_gives(
     saved: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The command's labels TIFF equals replay_session with the same weights and prompts."""
-    from napari_sam2.cli import load_video_predictor
+    from napari_sam2.cli import model_choice
     from napari_sam2.session_file import load_session
 
     out = tmp_path / "labels.tif"
@@ -60,11 +60,11 @@ def test_segment_writes_what_replay_gives(
     assert "segmenting 7/7 frames" in capsys.readouterr().err
     labels = tifffile.imread(out)
     assert labels.shape == (6, 96, 128) and labels.dtype == np.uint32
-    predictor = load_video_predictor(
+    loaded = model_choice(
         checkpoint=saved["ckpt"], config="sam2.1_hiera_t", device="cpu", image_size=IMAGE_SIZE
-    )
+    ).load()
     stack = tifffile.imread(saved["stack"])
-    expected = replay_session(stack, load_session(saved["session"]), lambda: predictor)
+    expected = replay_session(stack, load_session(saved["session"]), lambda: loaded)
     np.testing.assert_array_equal(labels, expected)
     assert set(np.unique(labels)) <= {0, 1}
 

@@ -23,6 +23,27 @@ HF_MODEL_ID_TO_FILENAMES: dict[str, tuple[str, str]] = {
     ),
     "facebook/sam2.1-hiera-large": ("configs/sam2.1/sam2.1_hiera_l.yaml", "sam2.1_hiera_large.pt"),
 }
+
+
+def hub_model_ids() -> list[str]:
+    """The released model ids, SAM 2.1 first (better at the same cost), each family by size."""
+    return sorted(HF_MODEL_ID_TO_FILENAMES, key=lambda model_id: "sam2.1" not in model_id)
+
+
+def config_for_checkpoint(path: str | os.PathLike[str]) -> str | None:
+    """The config of a released checkpoint, by file name (``sam2.1_hiera_tiny.pt``), or None.
+
+    Only the name counts (any folder, any extension): ``.../sam2_hiera_large.pth`` gives
+    ``configs/sam2/sam2_hiera_l.yaml``; a renamed or fine-tuned file gives None.
+    """
+    name = Path(path).name
+    stem = name.rsplit(".", 1)[0]
+    for config, filename in HF_MODEL_ID_TO_FILENAMES.values():
+        if name == filename or stem == filename.rsplit(".", 1)[0]:
+            return config
+    return None
+
+
 _DIRECT_URLS = {
     "2.0": "https://dl.fbaipublicfiles.com/segment_anything_2/072824/",
     "2.1": "https://dl.fbaipublicfiles.com/segment_anything_2/092824/",

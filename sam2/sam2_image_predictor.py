@@ -8,18 +8,22 @@ as fast on CPUs with bf16 matrix units, with masks that agree closely but not bi
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from sam2.image_embedding import ImageEmbedding
 from sam2.intensity import ContrastLimits
 from sam2.modeling.sam2_model import SAM2Model
 from sam2.postprocess import remove_small_regions
 from sam2.precision import Precision, autocast_context, check_precision
 from sam2.prompts import validate_box, validate_mask_input, validate_points
 from sam2.transforms import as_hwc_array, preprocess, to_model_coords, upsample_logits
+
+__all__ = ["ImageEmbedding", "SAM2ImagePredictor"]
 
 PredictOutput = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -69,11 +73,24 @@ class SAM2ImagePredictor:
         """Forget the current image(s) and their embeddings."""
         self._is_image_set = False
         self._is_batch = False
-        self._features: dict[str, Any] | None = None
+        self._embeddings: list[ImageEmbedding] = []  # one per image set
         self._dense_pe: Tensor | None = None  # (1, C, S/16, S/16), the same for every click
-        self._orig_hw: list[tuple[int, int]] = []
+
+    @property
+    def _orig_hw(self) -> list[tuple[int, int]]:  # the reference's attribute
+        return [e.orig_hw for e in self._embeddings]
 
     # ------------------------------------------------------------------ embedding
+    @torch.inference_mode()
+    def embed(self, image: Any, contrast_limits: ContrastLimits | None = None) -> ImageEmbedding:
+        """The embedding of one image, to pass to ``predict(..., embedding=)`` later.
+
+        Takes what :meth:`set_image` takes; the predictor's own image is left as it was.
+        Keeping embeddings lets one predictor serve many images (e.g. the slices of a stack)
+        without re-encoding them or cloning the predictor.
+        """
+        return self._embed([as_hwc_array(image)], contrast_limits)[0]
+
     @torch.inference_mode()
     def set_image(self, image: Any, contrast_limits: ContrastLimits | None = None) -> None:
         """Embed one image: HWC RGB, grayscale (H, W), any integer or float dtype, or PIL.
@@ -82,8 +99,8 @@ class SAM2ImagePredictor:
         16-bit with robust percentiles unless ``contrast_limits`` are given).
         """
         self.reset_predictor()
-        rgb = as_hwc_array(image)
-        self._embed([rgb], contrast_limits)
+        self._embeddings = [self.embed(image, contrast_limits)]
+        self._is_image_set = True
 
     @torch.inference_mode()
     def set_image_batch(
@@ -93,10 +110,14 @@ class SAM2ImagePredictor:
         if not isinstance(image_list, (list, tuple)) or not image_list:
             raise ValueError("set_image_batch expects a non-empty list of HWC images")
         self.reset_predictor()
-        self._embed([as_hwc_array(im) for im in image_list], contrast_limits)
+        self._embeddings = self._embed([as_hwc_array(im) for im in image_list], contrast_limits)
+        self._is_image_set = True
         self._is_batch = True
 
-    def _embed(self, images: list[np.ndarray], contrast_limits: ContrastLimits | None) -> None:
+    def _embed(
+        self, images: list[np.ndarray], contrast_limits: ContrastLimits | None
+    ) -> list[ImageEmbedding]:
+        """Encode the images as one batch; one embedding per image (views of the batch)."""
         size = self.model.image_size
         batch = torch.stack([preprocess(im, size, contrast_limits) for im in images])
         batch = batch.to(device=self.device, dtype=self.model.dtype)
@@ -113,20 +134,47 @@ class SAM2ImagePredictor:
         # channels-last (as the FPN already gives it): the decoder's (B, hw, C) token view is
         # then contiguous, which saves 3-5 ms per click on 2 CPU cores; values are unchanged
         image_embed = image_embed.contiguous(memory_format=torch.channels_last)
-        self._features = {"image_embed": image_embed, "high_res_feats": feats.high_res_features}
-        self._dense_pe = self.model.sam_prompt_encoder.get_dense_pe()
-        self._orig_hw = [(int(im.shape[0]), int(im.shape[1])) for im in images]
-        self._is_image_set = True
+        model_ref = weakref.ref(self.model)
+        return [
+            ImageEmbedding(
+                features=feats.select(i),
+                image_embed=image_embed[i : i + 1],
+                orig_hw=(int(im.shape[0]), int(im.shape[1])),
+                image_size=size,
+                precision=self.precision,
+                model_ref=model_ref,
+            )
+            for i, im in enumerate(images)
+        ]
 
     def get_image_embedding(self) -> Tensor:
         """(B, 256, S/16, S/16) embedding of the current image(s), no_mem_embed included."""
-        features = self._require_image()
-        return features["image_embed"]
+        embeddings = self._require_image()
+        if len(embeddings) == 1:
+            return embeddings[0].image_embed
+        return torch.cat([e.image_embed for e in embeddings])
 
-    def _require_image(self) -> dict[str, Any]:
-        if not self._is_image_set or self._features is None:
+    def _require_image(self) -> list[ImageEmbedding]:
+        if not self._is_image_set or not self._embeddings:
             raise RuntimeError("no image is set: call set_image(image) before predicting")
-        return self._features
+        return self._embeddings
+
+    def _chosen(self, embedding: ImageEmbedding | None, img_idx: int = -1) -> ImageEmbedding:
+        """``embedding`` if this predictor may decode it, else the set image number ``img_idx``."""
+        if embedding is None:
+            return self._require_image()[img_idx]
+        if not isinstance(embedding, ImageEmbedding):
+            raise TypeError(
+                f"embedding must be an ImageEmbedding from predictor.embed(image), got "
+                f"{type(embedding).__name__}"
+            )
+        embedding.check_usable(self.model, self.precision)
+        return embedding
+
+    def _image_pe(self) -> Tensor:  # (1, C, S/16, S/16) dense positional encoding
+        if self._dense_pe is None or self._dense_pe.device != self.device:
+            self._dense_pe = self.model.sam_prompt_encoder.get_dense_pe()
+        return self._dense_pe
 
     # ------------------------------------------------------------------ prompts
     def predict(
@@ -138,20 +186,23 @@ class SAM2ImagePredictor:
         multimask_output: bool = True,
         return_logits: bool = False,
         normalize_coords: bool = True,
+        embedding: ImageEmbedding | None = None,
     ) -> PredictOutput:
-        """Masks for the prompts on the current image.
+        """Masks for the prompts on the current image, or on ``embedding`` if given.
 
         ``point_coords`` (N, 2) (x, y) pixels with ``point_labels`` (N,) (1 fg, 0 bg), or a
         batch (B, N, 2)/(B, N); ``box`` (4,) or (B, 4) as [x0, y0, x1, y1]; ``mask_input`` a
         previous low-res output (1, S/4, S/4). Returns ``masks`` (C, H, W) float 0/1 (or
         logits), ``iou_predictions`` (C,) and low-res logits (C, S/4, S/4); C is 3 with
         ``multimask_output`` else 1, with a leading B for batched prompts.
+
+        ``embedding`` (from :meth:`embed`, by this predictor's model) is used instead of the
+        image of :meth:`set_image`, which then need not be called.
         """
-        self._require_image()
-        if self._is_batch:
+        if embedding is None and self._is_batch:
             raise RuntimeError("images were set with set_image_batch: use predict_batch")
         return self._predict_numpy(
-            0,
+            self._chosen(embedding),
             point_coords,
             point_labels,
             box,
@@ -172,10 +223,10 @@ class SAM2ImagePredictor:
         normalize_coords: bool = True,
     ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
         """:meth:`predict` for each image of :meth:`set_image_batch`, with its own prompts."""
-        self._require_image()
+        embeddings = self._require_image()
         if not self._is_batch:
             raise RuntimeError("predict_batch needs images set with set_image_batch")
-        n = len(self._orig_hw)
+        n = len(embeddings)
 
         def pick(items: list[Any] | None, i: int) -> Any:
             if items is not None and len(items) != n:
@@ -184,7 +235,7 @@ class SAM2ImagePredictor:
 
         results = [
             self._predict_numpy(
-                i,
+                embeddings[i],
                 pick(point_coords_batch, i),
                 pick(point_labels_batch, i),
                 pick(box_batch, i),
@@ -199,7 +250,7 @@ class SAM2ImagePredictor:
 
     def _predict_numpy(
         self,
-        img_idx: int,
+        embedding: ImageEmbedding,
         point_coords: Any,
         point_labels: Any,
         box: Any,
@@ -208,7 +259,7 @@ class SAM2ImagePredictor:
         return_logits: bool,
         normalize_coords: bool,
     ) -> PredictOutput:
-        hw = self._orig_hw[img_idx]
+        hw = embedding.orig_hw
         size = self.model.image_size
         coords = labels = boxes = masks_in = None
         if point_coords is not None or point_labels is not None:
@@ -225,7 +276,7 @@ class SAM2ImagePredictor:
             masks_in = torch.from_numpy(validate_mask_input(mask_input, size // 4))
         with torch.inference_mode():
             masks, ious, low_res = self._decode(
-                coords, labels, boxes, masks_in, multimask_output, img_idx
+                coords, labels, boxes, masks_in, multimask_output, embedding
             )
             if not return_logits:
                 # in place: float 0/1 without a bool and a second float (H, W) buffer
@@ -252,7 +303,12 @@ class SAM2ImagePredictor:
         (B, C, S/4, S/4) clamped to ±32.
         """
         masks, ious, low_res = self._decode(
-            point_coords, point_labels, boxes, mask_input, multimask_output, img_idx
+            point_coords,
+            point_labels,
+            boxes,
+            mask_input,
+            multimask_output,
+            self._chosen(None, img_idx),
         )
         if not return_logits:
             masks = masks > self.mask_threshold
@@ -266,13 +322,13 @@ class SAM2ImagePredictor:
         boxes: Tensor | None,
         mask_input: Tensor | None,
         multimask_output: bool,
-        img_idx: int,
+        embedding: ImageEmbedding,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """:meth:`_predict` up to the float32 logits at the image's size (B, C, H, W)."""
         processed, ious, low_res = self._decode_low_res(
-            point_coords, point_labels, boxes, mask_input, multimask_output, img_idx
+            point_coords, point_labels, boxes, mask_input, multimask_output, embedding=embedding
         )
-        return upsample_logits(processed, self._orig_hw[img_idx]), ious, low_res
+        return upsample_logits(processed, embedding.orig_hw), ious, low_res
 
     @torch.inference_mode()
     def _decode_low_res(
@@ -283,6 +339,7 @@ class SAM2ImagePredictor:
         mask_input: Tensor | None,
         multimask_output: bool,
         img_idx: int = -1,
+        embedding: ImageEmbedding | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """:meth:`_decode` before upsampling, for callers that upsample only some masks.
 
@@ -291,7 +348,7 @@ class SAM2ImagePredictor:
         clamped to ±32, all float32. The automatic mask generator keeps the first per candidate
         mask and upsamples it only while it can still be kept.
         """
-        features = self._require_image()
+        embedding = self._chosen(embedding, img_idx)
         device = self.device
         points: tuple[Tensor, Tensor] | None = None
         if point_coords is not None and point_labels is not None:
@@ -314,18 +371,15 @@ class SAM2ImagePredictor:
         # hand-written LayerNorm2d would otherwise normalise bf16 values.
         sparse, dense = self.model.sam_prompt_encoder(points=points, boxes=None, masks=mask_input)
         repeat = points is not None and points[0].shape[0] > 1
-        level = slice(img_idx, img_idx + 1) if img_idx != -1 else slice(-1, None)
-        if self._dense_pe is None:  # only if a subclass embeds without _embed
-            self._dense_pe = self.model.sam_prompt_encoder.get_dense_pe()
         with autocast_context(self.precision, device):
             low_res, ious, _, _ = self.model.sam_mask_decoder(
-                image_embeddings=features["image_embed"][level],
-                image_pe=self._dense_pe,
+                image_embeddings=embedding.image_embed,
+                image_pe=self._image_pe(),
                 sparse_prompt_embeddings=sparse.to(dtype),
                 dense_prompt_embeddings=dense.to(dtype),
                 multimask_output=multimask_output,
                 repeat_image=repeat,
-                high_res_features=[f[level] for f in features["high_res_feats"]],
+                high_res_features=embedding.high_res_features,
             )
         low_res = low_res.float()
         processed = remove_small_regions(

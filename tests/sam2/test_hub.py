@@ -100,3 +100,31 @@ def test_hf_hub_offline_environment(tmp_path: Path, tiny_state: dict[str, torch.
     )
     assert result.returncode == 0, result.stderr
     assert f"checksum {float(tiny_state['no_mem_embed'].sum())}" in result.stdout
+
+
+def test_hub_model_ids_sam21_first() -> None:
+    """All eight released ids, the four SAM 2.1 ones before the four SAM 2 ones."""
+    from sam2.hub import hub_model_ids
+
+    ids = hub_model_ids()
+    assert sorted(ids) == sorted(HF_MODEL_ID_TO_FILENAMES)
+    assert [("sam2.1" in i) for i in ids] == [True] * 4 + [False] * 4
+    assert ids[0] == "facebook/sam2.1-hiera-tiny"
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("sam2.1_hiera_tiny.pt", "configs/sam2.1/sam2.1_hiera_t.yaml"),
+        ("/models/sam2_hiera_large.pt", "configs/sam2/sam2_hiera_l.yaml"),
+        (Path("ckpt") / "sam2.1_hiera_base_plus.pth", "configs/sam2.1/sam2.1_hiera_b+.yaml"),
+        ("sam2_hiera_small.pt", "configs/sam2/sam2_hiera_s.yaml"),
+        ("my_finetune.pt", None),
+        ("sam2.1_hiera_tiny_finetuned.pt", None),
+    ],
+)
+def test_config_for_checkpoint(path: str | Path, expected: str | None) -> None:
+    """A released checkpoint's file name gives its config wherever it lies; others give None."""
+    from sam2.hub import config_for_checkpoint
+
+    assert config_for_checkpoint(path) == expected

@@ -165,7 +165,7 @@ def _parity(
         ref["image_embed"],
         atol=TOL * max(1.0, float(np.abs(ref["image_embed"]).max())),
     )
-    for i, feat in enumerate(predictor._features["high_res_feats"]):  # type: ignore[index]
+    for i, feat in enumerate(predictor._embeddings[0].high_res_features):
         expected = ref[f"high_res_feats.{i}"]
         np.testing.assert_allclose(
             feat.numpy(), expected, atol=TOL * max(1.0, float(np.abs(expected).max()))

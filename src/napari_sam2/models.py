@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sam2.hub import config_for_checkpoint, hub_model_ids
 from sam2.video.options import TrackingOptions
 
 if TYPE_CHECKING:
@@ -148,25 +149,6 @@ def model_loader(choice: ModelChoice) -> ModelLoader:
             return loaded[0]
 
     return load
-
-
-def hub_model_ids() -> list[str]:
-    """The eight released model ids, SAM 2.1 first (they are better at the same cost)."""
-    from sam2.hub import HF_MODEL_ID_TO_FILENAMES
-
-    return sorted(HF_MODEL_ID_TO_FILENAMES, key=lambda name: "sam2.1" not in name)
-
-
-def config_for_checkpoint(path: str | Path) -> str | None:
-    """The config of an official checkpoint file name (``sam2.1_hiera_tiny.pt``), or None."""
-    from sam2.hub import HF_MODEL_ID_TO_FILENAMES
-
-    name = Path(path).name
-    stem = name.rsplit(".", 1)[0]
-    for config, filename in HF_MODEL_ID_TO_FILENAMES.values():
-        if name == filename or stem == filename.rsplit(".", 1)[0]:
-            return config
-    return None
 
 
 def resolve_hub_id(model: str) -> str:

@@ -11,93 +11,21 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from napari_sam2.axes import describe_plane, layer_array
 from napari_sam2.jobs import Failure, LayerJob, Written
 from napari_sam2.layers import LabelsWriter
-from napari_sam2.models import PROPAGATION_OPTIONS, ModelLoader
-from napari_sam2.propagation import PropagationPlan
+from napari_sam2.models import ModelLoader
+from napari_sam2.propagation import FrameMasks, PropagationPlan, run_propagation
 
 if TYPE_CHECKING:
     import napari
     from napari.layers import Image, Labels
 
-__all__ = ["FrameMasks", "PropagationRun", "run_propagation", "stack_view"]
+__all__ = ["PropagationRun"]
 
 PlaneIndex = tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class FrameMasks:
-    """One frame's result, from the worker: (N, H, W) bool masks of ``obj_ids``."""
-
-    frame: int
-    obj_ids: list[int]
-    masks: np.ndarray
-
-
-def stack_view(data: Any, line: PlaneIndex, axis: int) -> Any:
-    """The (T, H, W[, C]) frames of ``line`` along ``axis``, as a view (numpy) or lazily."""
-    key = tuple(slice(None) if a == axis else i for a, i in enumerate(line))
-    return data[key]
-
-
-def run_propagation(
-    factory: ModelLoader,
-    data: Any,
-    limits: tuple[float, float],
-    plan: PropagationPlan,
-) -> Generator[FrameMasks | Failure, None, None]:
-    """Worker body: yields each frame's masks as it is tracked; never touches a layer.
-
-    Expected failures (model load, unreadable data) are yielded as a message, once.
-    """
-    from sam2.checkpoint import CheckpointError
-    from sam2.hub import CheckpointDownloadError
-
-    try:
-        loaded = factory()
-    except (CheckpointError, CheckpointDownloadError, ValueError, OSError, RuntimeError) as exc:
-        yield Failure(f"Could not load the SAM 2 model: {exc}")
-        return
-    video = loaded.video_predictor(PROPAGATION_OPTIONS)
-    try:
-        state = video.init_state(stack_view(data, plan.line, plan.axis), contrast_limits=limits)
-    except (ValueError, TypeError, OSError, MemoryError) as exc:
-        yield Failure(f"SAM 2 could not read the stack: {exc}")
-        return
-    try:
-        for object_id, frames in plan.prompts.items():
-            for frame, prompt in sorted(frames.items()):
-                if prompt.mask is not None:
-                    video.add_new_mask(state, frame, object_id, prompt.mask)
-                    continue
-                has_points = prompt.labels.size > 0
-                video.add_new_points_or_box(
-                    state,
-                    frame,
-                    object_id,
-                    points=prompt.xy if has_points else None,
-                    labels=prompt.labels if has_points else None,
-                    box=prompt.box,
-                )
-        for reverse in plan.passes:
-            for frame, obj_ids, logits in video.propagate_in_video(
-                state,
-                start_frame_idx=plan.start,
-                max_frame_num_to_track=plan.span(reverse),
-                reverse=reverse,
-            ):
-                masks = (logits[:, 0] > 0).cpu().numpy()
-                yield FrameMasks(int(frame), [int(cast(int, i)) for i in obj_ids], masks)
-    finally:
-        close = getattr(state.frames, "close", None)  # stop its prefetch thread now
-        if close is not None:
-            close()
 
 
 def _run_plans(

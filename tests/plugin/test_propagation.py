@@ -300,10 +300,10 @@ def test_session_saved_and_opened_in_a_new_viewer(
     assert "saved 2 point(s)" in session.widget._status_label.text()
 
     # replayed without a viewer: the same prompts give the widget's frames
+    from napari_sam2.prompts import load_prompts
     from napari_sam2.replay import replay_session
-    from napari_sam2.session_file import load_session
 
-    saved = load_session(tmp_path / "cells.sam2.json")
+    saved = load_prompts(tmp_path / "cells.sam2.json")
     assert saved.contrast_limits == tuple(session.controller.image_layer.contrast_limits)
     saved.labels = None
     done: list[int] = []

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from psygnal import Signal
 
-from napari_sam2.axes import describe_plane, layer_array, read_plane
+from napari_sam2.axes import PlaneIndex, describe_plane, layer_array, read_plane
 from napari_sam2.models import LoadedModel, ModelLoader
 
 if TYPE_CHECKING:
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 __all__ = ["EmbeddingCache"]
 
-PlaneIndex = tuple[int, ...]
 EmbeddingKey = tuple[PlaneIndex, tuple[float, float]]  # plane, contrast limits
 
 

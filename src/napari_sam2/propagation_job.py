@@ -25,8 +25,6 @@ if TYPE_CHECKING:
 
 __all__ = ["PropagationRun"]
 
-PlaneIndex = tuple[int, ...]
-
 
 def _run_plans(
     factory: ModelLoader, data: Any, limits: tuple[float, float], plans: Sequence[PropagationPlan]

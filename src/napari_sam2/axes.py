@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "TIME_LABELS",
     "Z_LABELS",
+    "PlaneIndex",
     "describe_plane",
     "layer_array",
     "plane_index",
@@ -31,6 +32,7 @@ __all__ = [
 TIME_LABELS = ("t", "time", "frame", "frames")
 Z_LABELS = ("z", "depth", "plane", "slice", "planes", "slices")
 
+#: A plane of an image, named by its leading data indices: ``(5,)`` is frame 5 of a TYX stack.
 PlaneIndex = tuple[int, ...]
 
 

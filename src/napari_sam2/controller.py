@@ -16,24 +16,21 @@ import numpy as np
 from napari.utils.notifications import show_error
 from psygnal import Signal
 
-from napari_sam2.axes import describe_plane, layer_array, plane_index
-from napari_sam2.boxes import box_planes
+from napari_sam2.axes import PlaneIndex, axis_name, describe_plane, layer_array, plane_index
 from napari_sam2.embeddings import EmbeddingCache
+from napari_sam2.layer_prompts import box_planes, point_planes, point_rows, read_prompts
 from napari_sam2.layers import (
     OBJECT_ID,
     LabelsWriter,
     new_labels_layer,
-    points_to_prompts,
     prepare_points_layer,
-    prompt_planes,
-    prompt_rows,
     set_point_defaults,
     toggle_polarity,
 )
-from napari_sam2.models import PredictorFactory
+from napari_sam2.models import ModelLoader
 from napari_sam2.prompt_events import PromptEdits
 from napari_sam2.propagation import Direction, NoPromptsError, plan_propagation, prompted_lines
-from napari_sam2.propagation_job import Propagation, PropagationQueue
+from napari_sam2.propagation_job import PropagationRun
 
 if TYPE_CHECKING:
     import napari
@@ -42,9 +39,6 @@ if TYPE_CHECKING:
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
 __all__ = ["SegmentController"]
-
-PlaneIndex = tuple[int, ...]
-EmbeddingKey = tuple[PlaneIndex, tuple[float, float]]  # plane, contrast limits
 
 
 # ------------------------------------------------------------------------------ controller
@@ -66,7 +60,7 @@ class SegmentController:
         self,
         viewer: napari.viewer.Viewer,
         image_layer: Image,
-        factory: PredictorFactory,
+        factory: ModelLoader,
         *,
         cache_size: int = 8,
     ) -> None:
@@ -83,15 +77,13 @@ class SegmentController:
         self._embeddings.busy_changed.connect(self._relay_busy)
         self._written: set[tuple[PlaneIndex, int]] = set()  # (slice, object) we wrote
         self.accepted: set[int] = set()  # objects whose masks propagations leave alone
-        self._point_edits = PromptEdits(image_layer, prompt_planes, lambda: self.object_id)
+        self._point_edits = PromptEdits(image_layer, point_planes, lambda: self.object_id)
         self._box_edits = PromptEdits(image_layer, box_planes, lambda: self.object_id)
         self._points: Points | None = None
         self._shapes: Shapes | None = None
         self._labels: Labels | None = None
         self._writer: LabelsWriter | None = None
-        self._propagations = PropagationQueue(viewer, image_layer)
-        self._propagations.status.connect(self._relay_status)
-        self._propagations.finished.connect(self._on_propagation_finished)
+        self._propagation: PropagationRun | None = None  # the current (or last) run
 
     # -------------------------------------------------------------- state
     @property
@@ -102,12 +94,7 @@ class SegmentController:
     @property
     def propagating(self) -> bool:
         """True while a propagation worker runs."""
-        return self._propagations.running
-
-    @property
-    def _propagation(self) -> Propagation | None:
-        """The current (or last) run of a propagation."""
-        return self._propagations.current
+        return self._propagation is not None and self._propagation.running
 
     @property
     def points_layer(self) -> Points | None:
@@ -174,7 +161,7 @@ class SegmentController:
         if layer is not None:
             layer.selected_label = self.object_id
 
-    def set_factory(self, factory: PredictorFactory) -> None:
+    def set_factory(self, factory: ModelLoader) -> None:
         """Use another model: embeddings of the old one are dropped, labels stay."""
         self._factory = factory
         self._embeddings.set_factory(factory)
@@ -283,7 +270,7 @@ class SegmentController:
         axis: int | None = None,
         mask_layer: Labels | None = None,
         every_position: bool = False,
-    ) -> Propagation | None:
+    ) -> PropagationRun | None:
         """Track every prompted object from the current frame through the stack.
 
         ``axis`` is the video axis (default: T, else Z, else the first leading axis). Objects
@@ -301,25 +288,24 @@ class SegmentController:
             line = plane_index(self.image_layer, self.viewer.dims)
             axis = stack_axis(self.image_layer) if axis is None else int(axis)
             axis = -1 if axis is None else axis
+            image = self.image_layer
+            prompts = read_prompts(image, self.points_layer, self.shapes_layer, mask_layer)
+            names = [axis_name(image, a) for a in range(image.ndim - 2)]
             lines = [line]
             if every_position and axis >= 0:
-                lines = prompted_lines(
-                    self.image_layer, self.points_layer, self.shapes_layer, mask_layer, line, axis
-                )
+                lines = prompted_lines(prompts, line, axis)
             plans = []
             for position in lines:
                 try:
                     plans.append(
                         plan_propagation(
-                            self.image_layer,
-                            self.points_layer,
+                            prompts,
                             position,
                             axis,
                             direction,
                             frame_range,
-                            shapes=self.shapes_layer,
-                            masks=mask_layer,
                             skip=frozenset(self.accepted),
+                            axis_names=names,
                         )
                     )
                 except NoPromptsError:
@@ -329,7 +315,11 @@ class SegmentController:
         except ValueError as exc:
             self._fail(str(exc))
             return None
-        run = self._propagations.start(plans, labels, self._factory)
+        run = PropagationRun(self.viewer, self.image_layer, labels, plans)
+        run.status.connect(self._relay_status)
+        run.finished.connect(self._on_propagation_finished)
+        self._propagation = run
+        run.run(self._factory)
         self.busy_changed.emit(True)
         return run
 
@@ -341,7 +331,8 @@ class SegmentController:
 
     def stop(self) -> None:
         """Stop a running propagation after the frame in flight; finished frames stay."""
-        self._propagations.stop()
+        if self._propagation is not None:
+            self._propagation.stop()
 
     def accept_object(self) -> int:
         """Keep the current object's masks as they are and move on to a new object.
@@ -361,24 +352,30 @@ class SegmentController:
 
     def save_session(self, path: str, video_axis: int | None = None) -> str:
         """Save prompts, boxes and labels beside the data; returns the session file's path."""
-        from napari_sam2.session_file import Session, save_session
+        from napari_sam2.prompts import save_prompts
 
-        session = Session.from_layers(
-            self.image_layer, self.points_layer, self.shapes_layer, self.labels_layer, video_axis
+        session = read_prompts(
+            self.image_layer,
+            self.points_layer,
+            self.shapes_layer,
+            labels=self.labels_layer,
+            video_axis=video_axis,
         )
-        saved = save_session(session, path)
+        saved = save_prompts(session, path)
+        n_boxes = sum(b.plane is not None for b in session.boxes)
         self.status.emit(
-            f"saved {len(session.points)} point(s), {len(session.boxes)} box(es) and "
+            f"saved {len(session.points)} point(s), {n_boxes} box(es) and "
             f"{'the labels' if session.labels is not None else 'no labels'} to {saved.name}"
         )
         return str(saved)
 
     def open_session(self, path: str) -> None:
         """Add the session's prompts and labels as new layers and make them this image's."""
-        from napari_sam2.session_file import load_session
+        from napari_sam2.layer_prompts import prompt_layers
+        from napari_sam2.prompts import load_prompts
 
-        session = load_session(path)
-        points, shapes, labels = session.to_layers(self.image_layer)
+        session = load_prompts(path)
+        points, shapes, labels = prompt_layers(session, self.image_layer)
         live, self.live = self.live, False  # loading is not an edit: do not re-segment
         try:
             for layer in (points, shapes, labels):
@@ -408,15 +405,13 @@ class SegmentController:
             return
         points = self.points_layer
         if points is not None:
-            rows = prompt_rows(points, plane, self.image_layer, self.object_id)
+            rows = point_rows(points, plane, self.image_layer, self.object_id)
             if rows.size:
                 with points.events.data.blocker(self._on_points_data):
                     points.selected_data = set(rows.tolist())
                     points.remove_selected()
         shapes = self.shapes_layer
         if shapes is not None and len(shapes.data):
-            from napari_sam2.boxes import box_planes
-
             ids = np.asarray(shapes.features[OBJECT_ID])
             planes = box_planes(shapes, range(len(shapes.data)), self.image_layer)
             boxes = {
@@ -517,17 +512,9 @@ class SegmentController:
         self, plane: PlaneIndex, object_id: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """The object's points ((N, 2) x, y and (N,) labels) and box (or None) on a plane."""
-        coords, labels = np.zeros((0, 2), np.float32), np.zeros(0, np.int32)
-        if self.points_layer is not None:
-            coords, labels = points_to_prompts(
-                self.points_layer, plane, self.image_layer, object_id
-            )
-        box = None
-        if self.shapes_layer is not None:
-            from napari_sam2.boxes import shapes_to_box
-
-            box = shapes_to_box(self.shapes_layer, plane, self.image_layer, object_id)
-        return coords, labels, box
+        prompts = read_prompts(self.image_layer, self.points_layer, self.shapes_layer)
+        prompt = prompts.frame_prompt(plane, object_id)
+        return prompt.xy, prompt.labels, prompt.box
 
     def _no_positive_points(
         self, plane: PlaneIndex, object_id: int, where: str, has_negative: bool

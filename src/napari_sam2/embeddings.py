@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from psygnal import Signal
 
-from napari_sam2.axes import describe_plane, layer_array, read_plane
-from napari_sam2.models import PredictorFactory
+from napari_sam2.axes import PlaneIndex, describe_plane, layer_array, read_plane
+from napari_sam2.models import LoadedModel, ModelLoader
 
 if TYPE_CHECKING:
     from napari.layers import Image
@@ -27,16 +27,15 @@ if TYPE_CHECKING:
 
 __all__ = ["EmbeddingCache"]
 
-PlaneIndex = tuple[int, ...]
 EmbeddingKey = tuple[PlaneIndex, tuple[float, float]]  # plane, contrast limits
 
 
 @dataclass(frozen=True)
 class _Embedded:
-    """A slice embedded in a worker: the loaded base predictor and the slice's own one."""
+    """A slice embedded in a worker: the loaded model and the slice's own predictor."""
 
-    base: Any
-    predictor: Any
+    loaded: LoadedModel
+    predictor: SAM2ImagePredictor
     seconds: float
 
 
@@ -46,8 +45,8 @@ class _Failure:
 
 
 def _embed_plane(
-    factory: PredictorFactory,
-    base: SAM2ImagePredictor | None,
+    factory: ModelLoader,
+    loaded: LoadedModel | None,
     data: Any,
     plane: PlaneIndex,
     rgb: bool,
@@ -63,21 +62,15 @@ def _embed_plane(
 
     start = time.perf_counter()
     try:
-        base = base if base is not None else factory()
+        loaded = loaded if loaded is not None else factory()
     except (CheckpointError, CheckpointDownloadError, ValueError, OSError, RuntimeError) as exc:
         return _Failure(f"Could not load the SAM 2 model: {exc}")
     try:
-        predictor = type(base)(
-            base.model,
-            mask_threshold=base.mask_threshold,
-            max_hole_area=base.max_hole_area,
-            max_sprinkle_area=base.max_sprinkle_area,
-            precision=base.precision,
-        )
+        predictor = loaded.image_predictor()
         predictor.set_image(read_plane(data, plane, rgb), contrast_limits=limits)
     except (ValueError, RuntimeError, OSError, MemoryError) as exc:
         return _Failure(f"SAM 2 could not embed {where}: {exc}")
-    return _Embedded(base, predictor, time.perf_counter() - start)
+    return _Embedded(loaded, predictor, time.perf_counter() - start)
 
 
 class EmbeddingCache:
@@ -93,11 +86,11 @@ class EmbeddingCache:
     status = Signal(str)
     busy_changed = Signal(bool)
 
-    def __init__(self, image: Image, factory: PredictorFactory, size: int = 8) -> None:
+    def __init__(self, image: Image, factory: ModelLoader, size: int = 8) -> None:
         self.image = image
         self.size = size
         self._factory = factory
-        self._base: SAM2ImagePredictor | None = None
+        self._loaded: LoadedModel | None = None
         self._cache: OrderedDict[EmbeddingKey, SAM2ImagePredictor] = OrderedDict()
         self._pending: dict[PlaneIndex, set[int]] = {}  # slices waiting for an embedding
         self._worker: FunctionWorker[Any] | None = None
@@ -107,10 +100,10 @@ class EmbeddingCache:
         """True while a model load or slice embedding runs in a worker."""
         return self._worker is not None
 
-    def set_factory(self, factory: PredictorFactory) -> None:
+    def set_factory(self, factory: ModelLoader) -> None:
         """Use another model: embeddings of the old one are dropped."""
         self._factory = factory
-        self._base = None
+        self._loaded = None
         self._cache.clear()
 
     def get(self, plane: PlaneIndex) -> SAM2ImagePredictor | None:
@@ -156,7 +149,7 @@ class EmbeddingCache:
         worker = create_worker(
             _embed_plane,
             self._factory,
-            self._base,
+            self._loaded,
             layer_array(self.image),
             plane,
             bool(self.image.rgb),
@@ -167,13 +160,13 @@ class EmbeddingCache:
         worker.returned.connect(partial(self._on_embedded, key, self._factory))
         worker.finished.connect(self._on_finished)
         self._worker = worker
-        loading = "loading the model and " if self._base is None else ""
+        loading = "loading the model and " if self._loaded is None else ""
         self.status.emit(f"{loading}embedding {where}…")
         self.busy_changed.emit(True)
         worker.start()
 
     def _on_embedded(
-        self, key: EmbeddingKey, factory: PredictorFactory, result: _Embedded | _Failure
+        self, key: EmbeddingKey, factory: ModelLoader, result: _Embedded | _Failure
     ) -> None:
         if isinstance(result, _Failure):
             self._pending.clear()  # the same failure would repeat for every queued slice
@@ -181,7 +174,7 @@ class EmbeddingCache:
             return
         if factory is not self._factory:
             return  # the model changed meanwhile; queued slices are embedded again
-        self._base = result.base
+        self._loaded = result.loaded
         self._cache[key] = result.predictor
         while len(self._cache) > self.size:
             self._cache.popitem(last=False)

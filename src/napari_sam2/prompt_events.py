@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from napari_sam2.axes import PlaneIndex
 from napari_sam2.layers import OBJECT_ID
 
 __all__ = ["PromptEdits"]
 
-PlaneIndex = tuple[int, ...]
 Target = tuple[PlaneIndex | None, int]  # slice (None: the one on screen), object id
 PlanesOf = Callable[[Any, Sequence[int], Any], list[PlaneIndex | None]]
 
@@ -25,7 +25,7 @@ PlanesOf = Callable[[Any, Sequence[int], Any], list[PlaneIndex | None]]
 class PromptEdits:
     """Collects the targets of one prompt layer's data events.
 
-    ``planes_of(layer, rows, image)`` gives the slice of each row (``prompt_planes`` for
+    ``planes_of(layer, rows, image)`` gives the slice of each row (``point_planes`` for
     points, ``box_planes`` for boxes); ``fallback_id()`` names the object to re-segment when a
     row's slice cannot be told.
     """

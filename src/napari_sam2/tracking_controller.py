@@ -17,7 +17,8 @@ from psygnal import Signal
 
 from napari_sam2.axes import layer_array
 from napari_sam2.layers import new_labels_layer
-from napari_sam2.models import PredictorFactory
+from napari_sam2.models import TRACKING_OPTIONS
+from napari_sam2.models import ModelLoader as PredictorFactory
 from napari_sam2.tracking import editing
 from napari_sam2.tracking.lineage import Division, Lineage, tracks_layer_data
 from napari_sam2.tracking.params import TrackingParams
@@ -130,7 +131,7 @@ class TrackingController:
         from napari_sam2.tracking.sources import sam2_mask_source
 
         return sam2_mask_source(
-            self._factory(),
+            self._factory().video_predictor(TRACKING_OPTIONS),
             inputs.frames,
             entries=inputs.entries,
             contrast_limits=inputs.contrast_limits,

@@ -24,9 +24,17 @@ def fast_predictor() -> Any:
     return SAM2ImagePredictor(model)
 
 
+@pytest.fixture(scope="session")
+def fast_model(fast_predictor: Any) -> Any:
+    """The same model as :func:`fast_predictor`, as the widgets' model loaders return it."""
+    from napari_sam2.models import LoadedModel
+
+    return LoadedModel(fast_predictor.model)
+
+
 @pytest.fixture
 def open_session(
-    make_napari_viewer: Callable[..., Any], qtbot: Any, fast_predictor: Any
+    make_napari_viewer: Callable[..., Any], qtbot: Any, fast_model: Any
 ) -> Iterator[Callable[[str | None], Session]]:
     """Open a sample (or nothing), add the widget via the manifest, inject the fast model."""
     sessions: list[Session] = []
@@ -37,7 +45,7 @@ def open_session(
             viewer.open_sample("napari-sam2", sample)
         _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2 segmentation")
         assert isinstance(widget, SegmentWidget)
-        widget.set_model_factory(lambda: fast_predictor)
+        widget.set_model_factory(lambda: fast_model)
         sessions.append(Session(viewer, widget, qtbot))
         return sessions[-1]
 

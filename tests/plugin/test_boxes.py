@@ -6,13 +6,21 @@ import numpy as np
 import pytest
 from napari.layers import Image, Shapes
 
-from napari_sam2.boxes import box_planes, new_shapes_layer, shapes_to_box
+from napari_sam2.boxes import new_shapes_layer
+from napari_sam2.layer_prompts import box_planes, read_prompts
 from napari_sam2.layers import OBJECT_ID
 
 
 @pytest.fixture
 def image() -> Image:
     return Image(np.zeros((6, 40, 50), np.uint16), name="stack", scale=(1.0, 2.0, 2.0))
+
+
+def shapes_to_box(
+    shapes: Shapes, plane: tuple[int, ...], image: Image, object_id: int
+) -> np.ndarray | None:
+    """The object's box on ``plane``, as the plugin reads it."""
+    return read_prompts(image, shapes=shapes).box_on(plane, object_id)
 
 
 def _corners(y0: float, x0: float, y1: float, x1: float) -> np.ndarray:

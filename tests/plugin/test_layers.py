@@ -8,6 +8,7 @@ from napari.components import ViewerModel
 from napari.layers import Image, Labels, Points
 
 from napari_sam2.axes import describe_plane, plane_index, read_plane, stack_axis
+from napari_sam2.layer_prompts import point_planes, read_prompts
 from napari_sam2.layers import (
     NEGATIVE_COLOR,
     OBJECT_ID,
@@ -16,12 +17,18 @@ from napari_sam2.layers import (
     LabelsWriter,
     new_labels_layer,
     new_points_layer,
-    points_to_prompts,
     prepare_points_layer,
-    prompt_planes,
     set_point_defaults,
     toggle_polarity,
 )
+
+
+def points_to_prompts(
+    points: Points, plane: tuple[int, ...], image: Image, object_id: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 2) x, y and (N,) labels of the points on ``plane``, as the plugin reads them."""
+    prompt = read_prompts(image, points).frame_prompt(plane, object_id)
+    return prompt.xy, prompt.labels
 
 
 def _stack(shape: tuple[int, ...] = (4, 20, 30), **kwargs: object) -> Image:
@@ -103,12 +110,12 @@ def test_points_outside_the_image_are_refused(yx: tuple[float, float], message: 
         points_to_prompts(points, (0,), image)
 
 
-def test_prompt_planes_name_the_plane_of_each_point() -> None:
+def test_point_planes_name_the_plane_of_each_point() -> None:
     """Each point's plane is its rounded leading coordinate; a (y, x) layer has none."""
     image = _stack(scale=(2, 1, 1))
     points = Points([[0.0, 1, 1], [5.8, 2, 2]], scale=(2, 1, 1))
-    assert prompt_planes(points, [0, 1], image) == [(0,), (6,)]
-    assert prompt_planes(Points([[1, 1]]), [0], image) == [None]
+    assert point_planes(points, [0, 1], image) == [(0,), (6,)]
+    assert point_planes(Points([[1, 1]]), [0], image) == [None]
 
 
 def test_points_on_pixel_edges_are_clipped_inside() -> None:

@@ -1,12 +1,20 @@
-"""The plugin's model factory: one model for clicks and propagation, loaded once."""
+"""The plugin's model loader: one model for clicks and propagation, loaded once."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
-from napari_sam2.models import LOCAL_CHECKPOINT, model_factory
+from napari_sam2.models import (
+    PROPAGATION_OPTIONS,
+    TRACKING_OPTIONS,
+    ModelChoice,
+    config_for_checkpoint,
+    model_loader,
+    resolve_hub_id,
+)
 from sam2.build_sam import build_sam2
 
 
@@ -15,11 +23,38 @@ def test_local_checkpoint_is_built_for_video_and_loaded_once(tmp_path: Path) -> 
     clicks are binarised before memory encoding), and a second call returns the same model."""
     path = tmp_path / "sam2.1_hiera_tiny.pt"
     torch.save({"model": build_sam2("tiny", device="cpu").state_dict()}, path)
-    factory = model_factory(LOCAL_CHECKPOINT, device="cpu", checkpoint=path)
-    predictor = factory()
-    assert predictor.model.config.binarize_mask_from_pts_for_mem_enc
-    assert factory() is predictor
-    assert predictor.precision == "fp32"
-    fast = model_factory(LOCAL_CHECKPOINT, device="cpu", checkpoint=path, precision="bf16")()
+    loader = model_loader(ModelChoice(hub_id=None, checkpoint=str(path), device="cpu"))
+    loaded = loader()
+    assert loaded.model.config.binarize_mask_from_pts_for_mem_enc
+    assert loader() is loaded
+    assert loaded.precision == "fp32"
+    assert loaded.image_predictor().precision == "fp32"
+    fast = ModelChoice(hub_id=None, checkpoint=str(path), device="cpu", precision="bf16").load()
     assert fast.precision == "bf16"
+    assert fast.image_predictor().precision == "bf16"
+    assert fast.video_predictor(TRACKING_OPTIONS).precision == "bf16"
     assert fast.model.config.binarize_mask_from_pts_for_mem_enc
+
+
+def test_video_predictors_get_the_plugins_options(tmp_path: Path) -> None:
+    """Propagation keeps corrections as conditioning frames; both fill holes of 8 pixels."""
+    from napari_sam2.models import LoadedModel
+
+    loaded = LoadedModel(build_sam2("tiny", device="cpu"))
+    propagation = loaded.video_predictor(PROPAGATION_OPTIONS)
+    tracking = loaded.video_predictor(TRACKING_OPTIONS)
+    assert propagation.add_all_frames_to_correct_as_cond
+    assert not tracking.add_all_frames_to_correct_as_cond
+    assert propagation.fill_hole_area == tracking.fill_hole_area == 8
+
+
+def test_choices_that_cannot_load_say_why(tmp_path: Path) -> None:
+    """No checkpoint, or one whose name tells no config: a sentence naming the fix."""
+    with pytest.raises(ValueError, match="choose a checkpoint file"):
+        ModelChoice(hub_id=None).load()
+    with pytest.raises(ValueError, match=r"'mine\.pt' is from its name; choose its config"):
+        ModelChoice(hub_id=None, checkpoint=str(tmp_path / "mine.pt")).load()
+    with pytest.raises(ValueError, match="unknown model 'sam3-giant'"):
+        resolve_hub_id("sam3-giant")
+    assert resolve_hub_id("tiny") == "facebook/sam2.1-hiera-tiny"
+    assert config_for_checkpoint("x/sam2_hiera_large.pt") == "configs/sam2/sam2_hiera_l.yaml"

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from napari.utils.notifications import notification_manager
 
-from napari_sam2.propagation_job import Propagation
+from napari_sam2.propagation_job import PropagationRun
 from tests.plugin.session import WAIT_MS, Session, errors_after, on_frame
 
 pytestmark = pytest.mark.gui
 
 
-def _propagate(session: Session, direction: str = "forward", **kwargs: Any) -> Propagation:
+def _propagate(session: Session, direction: str = "forward", **kwargs: Any) -> PropagationRun:
     run = session.controller.propagate(direction, **kwargs)  # type: ignore[arg-type]
     assert run is not None, "propagation did not start"
     return run
@@ -284,7 +284,7 @@ def test_4d_stack_propagates_through_t_at_the_current_z(
 
 
 def test_session_saved_and_opened_in_a_new_viewer(
-    open_session: Callable[..., Session], tmp_path: Any, fast_predictor: Any
+    open_session: Callable[..., Session], tmp_path: Any, fast_model: Any
 ) -> None:
     """Save session writes prompts and labels beside the data; opening it on the same sample
     in a fresh viewer brings back the points and the labels as new layers, nothing re-run."""
@@ -300,17 +300,17 @@ def test_session_saved_and_opened_in_a_new_viewer(
     assert "saved 2 point(s)" in session.widget._status_label.text()
 
     # replayed without a viewer: the same prompts give the widget's frames
+    from napari_sam2.prompts import load_prompts
     from napari_sam2.replay import replay_session
-    from napari_sam2.session_file import load_session
 
-    saved = load_session(tmp_path / "cells.sam2.json")
+    saved = load_prompts(tmp_path / "cells.sam2.json")
     assert saved.contrast_limits == tuple(session.controller.image_layer.contrast_limits)
     saved.labels = None
     done: list[int] = []
     replayed = replay_session(
         session.controller.image_layer.data,
         saved,
-        lambda: fast_predictor,
+        lambda: fast_model,
         progress=lambda n, total: done.append(total),
     )
     assert done and done[-1] == 21 + 4  # forward 3..23, then back 3..0

@@ -11,9 +11,10 @@ import tifffile
 from napari.layers import Image
 
 from napari_sam2.cli import main
+from napari_sam2.layer_prompts import read_prompts
 from napari_sam2.layers import new_points_layer
+from napari_sam2.prompts import save_prompts
 from napari_sam2.replay import replay_session
-from napari_sam2.session_file import Session, save_session
 from sam2.synthetic import make_timelapse
 
 IMAGE_SIZE = 256
@@ -30,7 +31,7 @@ def saved(tmp_path_factory: pytest.TempPathFactory, fast_predictor: Any) -> dict
     image = Image(stack, name="stack")
     points = new_points_layer(image)
     points.add([2, 40, 60])
-    save_session(Session.from_layers(image, points, video_axis=0), folder / "stack")
+    save_prompts(read_prompts(image, points, video_axis=0), folder / "stack")
     torch.save({"model": fast_predictor.model.state_dict()}, folder / "tiny.pt")
     return {
         "stack": folder / "stack.tif",
@@ -50,8 +51,8 @@ def test_segment_writes_what_replay_gives(
     saved: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The command's labels TIFF equals replay_session with the same weights and prompts."""
-    from napari_sam2.cli import load_video_predictor
-    from napari_sam2.session_file import load_session
+    from napari_sam2.cli import model_choice
+    from napari_sam2.prompts import load_prompts
 
     out = tmp_path / "labels.tif"
     status = main(["segment", str(saved["stack"]), "--session", str(saved["session"]),
@@ -60,11 +61,11 @@ def test_segment_writes_what_replay_gives(
     assert "segmenting 7/7 frames" in capsys.readouterr().err
     labels = tifffile.imread(out)
     assert labels.shape == (6, 96, 128) and labels.dtype == np.uint32
-    predictor = load_video_predictor(
+    loaded = model_choice(
         checkpoint=saved["ckpt"], config="sam2.1_hiera_t", device="cpu", image_size=IMAGE_SIZE
-    )
+    ).load()
     stack = tifffile.imread(saved["stack"])
-    expected = replay_session(stack, load_session(saved["session"]), lambda: predictor)
+    expected = replay_session(stack, load_prompts(saved["session"]), lambda: loaded)
     np.testing.assert_array_equal(labels, expected)
     assert set(np.unique(labels)) <= {0, 1}
 

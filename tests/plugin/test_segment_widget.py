@@ -174,6 +174,8 @@ def test_contrast_limits_reach_the_model(
     open_session: Callable[..., Session], fast_predictor: Any
 ) -> None:
     """The image's contrast limits are what set_image normalises with; new limits re-embed."""
+    from napari_sam2.models import LoadedModel
+
     seen: list[Any] = []
     base_type = type(fast_predictor)
 
@@ -182,8 +184,12 @@ def test_contrast_limits_reach_the_model(
             seen.append(contrast_limits)
             super().set_image(image, contrast_limits=contrast_limits)
 
+    class RecordingModel(LoadedModel):
+        def image_predictor(self) -> Any:
+            return Recording(self.model, precision=self.precision)
+
     session = open_session("cells_2d")
-    session.widget.set_model_factory(lambda: Recording(fast_predictor.model))
+    session.widget.set_model_factory(lambda: RecordingModel(fast_predictor.model))
     image = session.controller.image_layer
     image.contrast_limits = (300.0, 2000.0)
     on_frame(session, 0)

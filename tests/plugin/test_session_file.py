@@ -10,8 +10,9 @@ import pytest
 from napari.layers import Image, Labels
 
 from napari_sam2.boxes import new_shapes_layer
+from napari_sam2.layer_prompts import prompt_layers, read_prompts
 from napari_sam2.layers import OBJECT_ID, POLARITY, new_points_layer
-from napari_sam2.session_file import Session, load_session, save_session
+from napari_sam2.prompts import load_prompts, save_prompts
 
 
 @pytest.fixture
@@ -38,14 +39,14 @@ def _layers(image: Image) -> tuple:
 
 def test_round_trip_keeps_every_prompt_and_label(image: Image, tmp_path: Path) -> None:
     points, shapes, labels = _layers(image)
-    session = Session.from_layers(image, points, shapes, labels, video_axis=0)
-    path = save_session(session, tmp_path / "stack")
+    session = read_prompts(image, points, shapes, labels=labels, video_axis=0)
+    path = save_prompts(session, tmp_path / "stack")
     assert path.name == "stack.sam2.json" and (tmp_path / "stack.labels.tif").is_file()
-    loaded = load_session(path)
+    loaded = load_prompts(path)
     assert loaded.points == session.points and loaded.boxes == session.boxes
     assert loaded.video_axis == 0 and loaded.object_ids == [1, 3, 70_000]
     np.testing.assert_array_equal(loaded.labels, labels.data)
-    new_points, new_shapes, new_labels = loaded.to_layers(image)
+    new_points, new_shapes, new_labels = prompt_layers(loaded, image)
     np.testing.assert_array_equal(new_points.data, points.data)
     assert new_points.features[POLARITY].tolist() == [True, False, True]
     assert new_points.features[OBJECT_ID].tolist() == [1, 1, 3]
@@ -57,32 +58,32 @@ def test_round_trip_keeps_every_prompt_and_label(image: Image, tmp_path: Path) -
 
 def test_a_session_without_labels(image: Image, tmp_path: Path) -> None:
     points, _, _ = _layers(image)
-    path = save_session(Session.from_layers(image, points), tmp_path / "p.sam2.json")
-    loaded = load_session(path)
+    path = save_prompts(read_prompts(image, points), tmp_path / "p.sam2.json")
+    loaded = load_prompts(path)
     assert loaded.labels is None and len(loaded.points) == 3 and loaded.boxes == []
     assert not (tmp_path / "p.labels.tif").exists()
 
 
 def test_bad_files_are_explained(image: Image, tmp_path: Path) -> None:
     points, shapes, labels = _layers(image)
-    path = save_session(Session.from_layers(image, points, shapes, labels), tmp_path / "s")
+    path = save_prompts(read_prompts(image, points, shapes, labels=labels), tmp_path / "s")
     (tmp_path / "s.labels.tif").unlink()
     with pytest.raises(ValueError, match=r"labels of s.sam2.json \(s.labels.tif\) are missing"):
-        load_session(path)
+        load_prompts(path)
     other = tmp_path / "other.sam2.json"
     other.write_text(json.dumps({"format": "something else"}))
     with pytest.raises(ValueError, match="not a napari-sam2 session file"):
-        load_session(other)
+        load_prompts(other)
     other.write_text("{not json")
     with pytest.raises(ValueError, match="not a napari-sam2 session file"):
-        load_session(other)
+        load_prompts(other)
     document = json.loads(path.read_text())
     document["version"] = 99
     other.write_text(json.dumps(document))
     with pytest.raises(ValueError, match="written by a newer napari-sam2"):
-        load_session(other)
+        load_prompts(other)
     small = Image(np.zeros((6, 20, 50), np.uint16), name="small")
     with pytest.raises(ValueError, match=r"saved for an image of shape \(6, 40, 50\)"):
-        Session.from_layers(image, points).to_layers(small)
+        prompt_layers(read_prompts(image, points), small)
     with pytest.raises(ValueError, match="Labels layer 'x' has shape"):
-        Session.from_layers(image, labels=Labels(np.zeros((2, 2), np.uint8), name="x"))
+        read_prompts(image, labels=Labels(np.zeros((2, 2), np.uint8), name="x"))

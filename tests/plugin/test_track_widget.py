@@ -90,7 +90,7 @@ class Tracking:
 
 @pytest.fixture
 def open_tracking(
-    make_napari_viewer: Callable[..., Any], qtbot: Any, fast_predictor: Any
+    make_napari_viewer: Callable[..., Any], qtbot: Any, fast_model: Any
 ) -> Iterator[Callable[..., Tracking]]:
     """Open the time-lapse with seed labels (the first frame's cells by default)."""
     opened: list[Tracking] = []
@@ -105,7 +105,7 @@ def open_tracking(
         viewer.dims.set_current_step(0, 0)  # napari opens stacks on their middle frame
         _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2 cell tracking")
         assert isinstance(widget, TrackWidget)
-        widget.set_model_factory(lambda: fast_predictor)
+        widget.set_model_factory(lambda: fast_model)
         opened.append(Tracking(viewer, widget, image_layer, seed_layer, qtbot))
         return opened[-1]
 

@@ -1,14 +1,15 @@
 """The "Model" group both dock widgets share: which SAM 2 model, where it runs, how precise.
 
-It turns its controls into a load-once :data:`~napari_sam2.models.PredictorFactory`; nothing is
-loaded and torch is not imported until a widget calls the factory (or opens the device list).
+It turns its controls into a :class:`~napari_sam2.models.ModelChoice` and a load-once
+:data:`~napari_sam2.models.ModelLoader`; nothing is loaded and torch is not imported until a
+widget calls the loader (or opens the device list).
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import Signal
 from qtpy.QtGui import QStandardItemModel
@@ -24,27 +25,31 @@ from qtpy.QtWidgets import (
 )
 
 from napari_sam2.models import (
+    DEFAULT_MODEL,
     LOCAL_CHECKPOINT,
-    PredictorFactory,
+    ModelChoice,
+    ModelLoader,
     available_devices,
     config_for_checkpoint,
     hub_model_ids,
-    model_factory,
+    model_loader,
 )
 from napari_sam2.widgets._layout import row
 
-__all__ = ["DEFAULT_MODEL", "DEVICES", "PRECISIONS", "ModelControls"]
+if TYPE_CHECKING:
+    from sam2.precision import Precision
 
-DEFAULT_MODEL = "facebook/sam2.1-hiera-tiny"  # fastest on a laptop CPU; change any time
+__all__ = ["DEVICES", "PRECISIONS", "ModelControls"]
+
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("fp32", "bf16")  # as sam2.precision.PRECISIONS; kept here so no torch import
+PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16")  # sam2.precision's, without its torch
 FROM_FILE_NAME = "from file name"
 
 
 class ModelControls(QGroupBox):
-    """Model, local checkpoint (+ config), device and precision, as one factory.
+    """Model, local checkpoint (+ config), device and precision, as one model loader.
 
-    ``changed`` is emitted after any control changes (the factory is rebuilt on the next
+    ``changed`` is emitted after any control changes (the loader is rebuilt on the next
     :meth:`factory` call); ``hint`` carries a sentence for the owner's status line.
     ``choose_config`` adds the config choice for local checkpoints; ``compact`` puts device and
     precision on one "Run on" line.
@@ -57,7 +62,7 @@ class ModelControls(QGroupBox):
         self, parent: QWidget | None = None, *, choose_config: bool = True, compact: bool = False
     ) -> None:
         super().__init__("Model", parent)
-        self._factory: PredictorFactory | None = None
+        self._factory: ModelLoader | None = None
         self.model_combo = QComboBox()
         self.model_combo.addItems([*hub_model_ids(), LOCAL_CHECKPOINT])
         self.model_combo.setCurrentText(DEFAULT_MODEL)
@@ -105,24 +110,29 @@ class ModelControls(QGroupBox):
         self.precision_combo.currentIndexChanged.connect(self._on_control_changed)
         self.browse_button.clicked.connect(self._on_browse)
 
-    def factory(self) -> PredictorFactory:
-        """The chosen model's factory: built on first call, the same one until a control
+    def choice(self) -> ModelChoice:
+        """The model the controls describe."""
+        device = DEVICES[max(self.device_combo.currentIndex(), 0)]
+        config = None
+        if self.config_combo is not None and self.config_combo.currentIndex() > 0:
+            config = self.config_combo.currentText()
+        model = self.model_combo.currentText()
+        return ModelChoice(
+            hub_id=None if model == LOCAL_CHECKPOINT else model,
+            checkpoint=self.checkpoint_edit.text().strip() or None,
+            config=config,
+            device=None if device == "auto" else device,
+            precision=PRECISIONS[max(self.precision_combo.currentIndex(), 0)],
+        )
+
+    def factory(self) -> ModelLoader:
+        """The chosen model's loader: built on first call, the same one until a control
         changes (so every image shares one model in memory)."""
         if self._factory is None:
-            device = DEVICES[max(self.device_combo.currentIndex(), 0)]
-            config = None
-            if self.config_combo is not None and self.config_combo.currentIndex() > 0:
-                config = self.config_combo.currentText()
-            self._factory = model_factory(
-                self.model_combo.currentText(),
-                device=None if device == "auto" else device,
-                checkpoint=self.checkpoint_edit.text().strip() or None,
-                config=config,
-                precision=PRECISIONS[max(self.precision_combo.currentIndex(), 0)],
-            )
+            self._factory = model_loader(self.choice())
         return self._factory
 
-    def set_factory(self, factory: PredictorFactory) -> None:
+    def set_factory(self, factory: ModelLoader) -> None:
         """Return ``factory`` (tests, scripts, custom models) until a control changes."""
         self._factory = factory
 

@@ -27,7 +27,7 @@ from qtpy.QtWidgets import (
 
 from napari_sam2.axes import axis_name, layer_array, stack_axis
 from napari_sam2.controller import SegmentController
-from napari_sam2.models import PredictorFactory
+from napari_sam2.models import ModelLoader
 from napari_sam2.propagation import DIRECTIONS
 from napari_sam2.widgets._layer_combo import LayerCombo
 from napari_sam2.widgets._layout import DockWidget, row
@@ -186,14 +186,14 @@ class SegmentWidget(DockWidget):
         self._stop_button.clicked.connect(self._on_stop)
 
     # ------------------------------------------------------------------ model
-    def set_model_factory(self, factory: PredictorFactory) -> None:
+    def set_model_factory(self, factory: ModelLoader) -> None:
         """Use ``factory`` for every image (tests, scripts, custom models) until the model
         controls change."""
         self._model_box.set_factory(factory)
         for controller in self._controllers.values():
             controller.set_factory(factory)
 
-    def _model_factory(self) -> PredictorFactory:
+    def _model_factory(self) -> ModelLoader:
         return self._model_box.factory()
 
     def _on_model_changed(self, *_: Any) -> None:

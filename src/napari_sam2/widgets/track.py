@@ -29,7 +29,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from napari_sam2.models import PredictorFactory
+from napari_sam2.models import ModelLoader as PredictorFactory
 from napari_sam2.tracking.lineage import Division
 from napari_sam2.tracking.params import TrackingParams
 from napari_sam2.tracking.proposals import EntryDetector

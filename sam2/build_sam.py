@@ -30,6 +30,7 @@ from sam2.modeling.prompt_encoder import PromptEncoder
 from sam2.modeling.sam2_model import SAM2Model
 from sam2.modeling.two_way_transformer import TwoWayTransformer
 from sam2.precision import Precision
+from sam2.video.options import TrackingOptions
 
 if TYPE_CHECKING:
     from sam2.sam2_video_predictor import SAM2VideoPredictor
@@ -243,18 +244,23 @@ def build_sam2_video_predictor(
 
     extra: dict[str, Any] = {}
     if apply_postprocessing:
+        # the reference sets this model field; we keep it so a model re-wrapped in a new
+        # predictor behaves the same, and hand it to the predictor as a tracking option
         extra = {"binarize_mask_from_pts_for_mem_enc": True, "fill_hole_area": 8}
     if vos_optimized:
         extra["compile_image_encoder"] = True
-    config, options = _configure(config_file, hydra_overrides_extra, apply_postprocessing, extra)
-    unknown = set(options) - set(_VIDEO_OPTIONS)
+    config, rest = _configure(config_file, hydra_overrides_extra, apply_postprocessing, extra)
+    unknown = set(rest) - set(_VIDEO_OPTIONS)
     if unknown:
         raise ValueError(
             f"override(s) {sorted(unknown)} are neither model fields nor video options"
         )
+    options = TrackingOptions(
+        binarize_mask_from_pts=config.binarize_mask_from_pts_for_mem_enc
+    ).replace(**rest)
     model = build_model(config)
     _finish(model, ckpt_path, config, device, mode)
-    return SAM2VideoPredictor(model, precision=precision, **options)
+    return SAM2VideoPredictor(model, options, precision=precision)
 
 
 def build_sam2_video_predictor_hf(model_id: str, **kwargs: Any) -> SAM2VideoPredictor:

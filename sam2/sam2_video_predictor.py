@@ -29,6 +29,7 @@ from sam2.postprocess import apply_non_overlapping_constraints
 from sam2.precision import Precision, autocast_context, check_precision
 from sam2.prompts import validate_box, validate_points
 from sam2.video.memory import FrameOutput
+from sam2.video.options import TrackingOptions
 from sam2.video.session import ObjectState, PointPrompt, VideoSession
 from sam2.video.tracker import encode_output_memory, memory_rules, track_step
 
@@ -41,19 +42,19 @@ class SAM2VideoPredictor:
     def __init__(
         self,
         model: SAM2Model,
-        fill_hole_area: int = 0,
-        non_overlap_masks: bool = False,
-        clear_non_cond_mem_around_input: bool = False,
-        add_all_frames_to_correct_as_cond: bool = False,
+        options: TrackingOptions | None = None,
+        *,
         precision: Precision = "fp32",
-        **kwargs: Any,
+        **reference_keywords: Any,
     ) -> None:
+        """``options`` or the reference's keywords (``fill_hole_area=8``, ...), not both.
+
+        Without ``options``, masks from clicks are binarised for memory as the model's config
+        says (``binarize_mask_from_pts_for_mem_enc``, set by the video builder).
+        """
         self.model = model
         self.precision: Precision = check_precision(precision, model.device)
-        self.fill_hole_area = int(fill_hole_area)
-        self.non_overlap_masks = non_overlap_masks
-        self.clear_non_cond_mem_around_input = clear_non_cond_mem_around_input
-        self.add_all_frames_to_correct_as_cond = add_all_frames_to_correct_as_cond
+        self.options: TrackingOptions = _fold_options(model, options, reference_keywords)
         self.rules = memory_rules(model)
 
     @classmethod
@@ -214,7 +215,7 @@ class SAM2VideoPredictor:
                 )
             except RuntimeError:  # its prompted frames were cleared: start afresh here
                 ctx, is_init = None, True
-        is_cond = is_init or self.add_all_frames_to_correct_as_cond
+        is_cond = is_init or self.options.add_all_frames_to_correct_as_cond
         prev_logits = None
         if prompt is not None:
             prev = obj.output_on(frame_idx, prefer_cond=is_cond)
@@ -232,7 +233,8 @@ class SAM2VideoPredictor:
                 mask_inputs=mask,
                 prev_mask_logits=prev_logits,
                 run_mem_encoder=False,
-                fill_hole_area=self.fill_hole_area,
+                fill_hole_area=self.options.fill_hole_area,
+                binarize_mask_from_pts=self.options.binarize_mask_from_pts,
             )
         obj.pending[frame_idx] = (step.output, is_cond)
         return frame_idx, session.obj_ids, self._frame_masks(session, frame_idx, is_cond)
@@ -251,14 +253,14 @@ class SAM2VideoPredictor:
                     mode="bilinear",
                     align_corners=False,
                 )
-        return apply_non_overlapping_constraints(out) if self.non_overlap_masks else out
+        return apply_non_overlapping_constraints(out) if self.options.non_overlap_masks else out
 
     def _to_video_res(self, session: VideoSession, masks: Tensor) -> Tensor:
         h, w = session.video_height, session.video_width
         masks = masks.float()
         if masks.shape[-2:] != (h, w):
             masks = F.interpolate(masks, size=(h, w), mode="bilinear", align_corners=False)
-        return apply_non_overlapping_constraints(masks) if self.non_overlap_masks else masks
+        return apply_non_overlapping_constraints(masks) if self.options.non_overlap_masks else masks
 
     # ------------------------------------------------------------------ propagation
     @torch.inference_mode()
@@ -275,11 +277,13 @@ class SAM2VideoPredictor:
                     if out.maskmem_features is None:
                         feats = self._features(session, frame_idx)
                         with self._autocast():
-                            out.maskmem_features, pos = encode_output_memory(self.model, feats, out)
+                            out.maskmem_features, pos = encode_output_memory(
+                                self.model, feats, out, binarize=self.options.binarize_mask_from_pts
+                            )
                         if session.maskmem_pos_enc is None:
                             session.maskmem_pos_enc = pos[0:1].clone()
                     obj.bank.add(frame_idx, out, conditioning=is_cond)
-                    if self.clear_non_cond_mem_around_input:
+                    if self.options.clear_non_cond_mem_around_input:
                         self._clear_tracked_around(obj, frame_idx)
             obj.pending.clear()
             if not obj.bank.conditioning:
@@ -335,7 +339,7 @@ class SAM2VideoPredictor:
         cond = obj.bank.conditioning.get(frame_idx)
         if cond is not None and cond.pred_masks is not None:
             masks = cond.pred_masks.to(self.device)
-            if self.clear_non_cond_mem_around_input:
+            if self.options.clear_non_cond_mem_around_input:
                 self._clear_tracked_around(obj, frame_idx)
         else:
             ctx = obj.bank.select(frame_idx, reverse, session.num_frames, self.rules)
@@ -347,7 +351,8 @@ class SAM2VideoPredictor:
                     ctx,
                     session.maskmem_pos_enc,
                     run_mem_encoder=True,
-                    fill_hole_area=self.fill_hole_area,
+                    fill_hole_area=self.options.fill_hole_area,
+                    binarize_mask_from_pts=self.options.binarize_mask_from_pts,
                 )
             if session.maskmem_pos_enc is None and step.maskmem_pos_enc is not None:
                 session.maskmem_pos_enc = step.maskmem_pos_enc[0:1].clone()
@@ -423,10 +428,45 @@ def _pending_is_cond(session: VideoSession, frame_idx: int) -> bool:
     )
 
 
+#: The reference predictor's option keywords, and the field each sets.
+_REFERENCE_KEYWORDS = {
+    "fill_hole_area": "fill_hole_area",
+    "non_overlap_masks": "non_overlap_masks",
+    "clear_non_cond_mem_around_input": "clear_non_cond_mem_around_input",
+    "add_all_frames_to_correct_as_cond": "add_all_frames_to_correct_as_cond",
+    "binarize_mask_from_pts_for_mem_enc": "binarize_mask_from_pts",
+}
+
+
+def _fold_options(
+    model: SAM2Model, options: TrackingOptions | None, keywords: dict[str, Any]
+) -> TrackingOptions:
+    """One TrackingOptions from ``options`` or the reference's keywords (never both)."""
+    unknown = sorted(set(keywords) - set(_REFERENCE_KEYWORDS))
+    if unknown:
+        raise TypeError(
+            f"SAM2VideoPredictor got unexpected keyword argument(s) {unknown}; "
+            f"it takes options=TrackingOptions(...) or {sorted(_REFERENCE_KEYWORDS)}"
+        )
+    if options is not None:
+        if not isinstance(options, TrackingOptions):
+            raise TypeError(f"options must be a TrackingOptions, got {type(options).__name__}")
+        if keywords:
+            raise TypeError(
+                f"give either options or the keyword(s) {sorted(keywords)}, not both; "
+                "use options.replace(...) to change an option"
+            )
+        return options
+    binarize = model.config.binarize_mask_from_pts_for_mem_enc
+    return TrackingOptions(binarize_mask_from_pts=binarize).replace(
+        **{_REFERENCE_KEYWORDS[k]: v for k, v in keywords.items()}
+    )
+
+
 def _as_numpy(value: Any) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
     return np.asarray(value)
 
 
-__all__ = ["FrameOutput", "SAM2VideoPredictor", "VideoSession"]
+__all__ = ["FrameOutput", "SAM2VideoPredictor", "TrackingOptions", "VideoSession"]

@@ -274,15 +274,17 @@ class SAM2Model(nn.Module):
         pix_feat: Tensor,
         high_res_masks: Tensor,
         object_score_logits: Tensor,
-        is_mask_from_pts: bool,
+        *,
+        binarize: bool,
     ) -> tuple[Tensor, Tensor]:
         """Memory of one prediction: (B, 64, S/16, S/16) features and their sine position map.
 
         ``pix_feat`` is the raw s16 backbone map (no memory conditioning, no no_mem_embed);
-        ``high_res_masks`` are (B, 1, S, S) logits. Masks from clicks are binarised first when
-        ``binarize_mask_from_pts_for_mem_enc`` is set (the video builder sets it).
+        ``high_res_masks`` are (B, 1, S, S) logits, thresholded at 0 when ``binarize`` (the
+        caller decides: the video predictor binarises masks from clicks when its
+        :class:`~sam2.video.options.TrackingOptions` say so), else squashed by a sigmoid.
         """
-        if self.config.binarize_mask_from_pts_for_mem_enc and is_mask_from_pts:
+        if binarize:
             mask = (high_res_masks > 0).float()
         else:
             mask = torch.sigmoid(high_res_masks)

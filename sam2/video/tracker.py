@@ -111,12 +111,14 @@ def track_step(
     prev_mask_logits: Tensor | None = None,
     run_mem_encoder: bool = True,
     fill_hole_area: int = 0,
+    binarize_mask_from_pts: bool = False,
 ) -> StepResult:
     """Segment one object on one frame (batch 1) and optionally encode its memory.
 
     Points are (1, P, 2) model-input pixels with (1, P) labels; ``mask_inputs`` a (1, 1, S, S)
     binary mask used directly as the prediction; ``prev_mask_logits`` (1, 1, h, w) a previous
-    prediction refined by new clicks.
+    prediction refined by new clicks. ``binarize_mask_from_pts``: a mask decoded from clicks is
+    thresholded (not squashed) before memory encoding.
     """
     raw = feats.vision_features
     high_res = feats.high_res_features
@@ -138,7 +140,10 @@ def track_step(
     from_points = point_coords is not None
     if run_mem_encoder and model.num_maskmem > 0:
         features, pos_enc = model.encode_memory(
-            raw, heads.high_res_masks, heads.object_score_logits, from_points
+            raw,
+            heads.high_res_masks,
+            heads.object_score_logits,
+            binarize=binarize_mask_from_pts and from_points,
         )
         features = features.to(torch.bfloat16)  # stored as the released predictor stores it
     masks = heads.low_res_masks
@@ -155,12 +160,13 @@ def track_step(
 
 
 def encode_output_memory(
-    model: SAM2Model, feats: ImageFeatures, output: FrameOutput
+    model: SAM2Model, feats: ImageFeatures, output: FrameOutput, *, binarize: bool
 ) -> tuple[Tensor, Tensor]:
     """Memory of a prompted frame from its stored (hole-filled) low-res masks.
 
     Prompted frames are decoded without memory encoding (clicks may follow); once tracking
-    starts their masks are upsampled and encoded, binarised as masks from points.
+    starts their masks are upsampled and encoded, as masks from points (thresholded first
+    when ``binarize``).
     """
     if output.pred_masks is None:
         raise RuntimeError("the frame's masks were dropped; cannot encode its memory")
@@ -172,6 +178,6 @@ def encode_output_memory(
         align_corners=False,
     )
     features, pos = model.encode_memory(
-        feats.vision_features, high_res, output.object_score_logits, is_mask_from_pts=True
+        feats.vision_features, high_res, output.object_score_logits, binarize=binarize
     )
     return features.to(torch.bfloat16), pos

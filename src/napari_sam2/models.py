@@ -68,17 +68,7 @@ class LoadedModel:
         """A new video predictor (propagation, tracking) sharing this model's weights."""
         from sam2.sam2_video_predictor import SAM2VideoPredictor
 
-        # TODO(h-video): SAM2VideoPredictor(model, options=options, precision=...) once wired;
-        # until then the same options as the reference keywords (binarising click masks is
-        # still read from the model config, which _build sets from the options' default).
-        return SAM2VideoPredictor(
-            self.model,
-            fill_hole_area=options.fill_hole_area,
-            non_overlap_masks=options.non_overlap_masks,
-            clear_non_cond_mem_around_input=options.clear_non_cond_mem_around_input,
-            add_all_frames_to_correct_as_cond=options.add_all_frames_to_correct_as_cond,
-            precision=self.precision,
-        )
+        return SAM2VideoPredictor(self.model, options, precision=self.precision)
 
 
 ModelLoader = Callable[[], LoadedModel]
@@ -126,8 +116,6 @@ class ModelChoice:
                 )
             config = found
         resolved = resolve_config(config)
-        # TODO(h-video): drop once binarising is read from TrackingOptions (see video_predictor)
-        resolved = resolved.replace(binarize_mask_from_pts_for_mem_enc=True)
         if self.image_size:
             resolved = resolved.replace(image_size=int(self.image_size))
         model = build_sam2(resolved, checkpoint, device=self.device)

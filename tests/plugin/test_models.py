@@ -19,13 +19,13 @@ from sam2.build_sam import build_sam2
 
 
 def test_local_checkpoint_is_built_for_video_and_loaded_once(tmp_path: Path) -> None:
-    """A local checkpoint loads strictly, with the video builder's memory setting (masks from
-    clicks are binarised before memory encoding), and a second call returns the same model."""
+    """A local checkpoint loads strictly, its video predictors binarise click masks before
+    memory encoding (the video builder's setting), and a second call returns the same model."""
     path = tmp_path / "sam2.1_hiera_tiny.pt"
     torch.save({"model": build_sam2("tiny", device="cpu").state_dict()}, path)
     loader = model_loader(ModelChoice(hub_id=None, checkpoint=str(path), device="cpu"))
     loaded = loader()
-    assert loaded.model.config.binarize_mask_from_pts_for_mem_enc
+    assert loaded.video_predictor(TRACKING_OPTIONS).options.binarize_mask_from_pts
     assert loader() is loaded
     assert loaded.precision == "fp32"
     assert loaded.image_predictor().precision == "fp32"
@@ -33,7 +33,7 @@ def test_local_checkpoint_is_built_for_video_and_loaded_once(tmp_path: Path) -> 
     assert fast.precision == "bf16"
     assert fast.image_predictor().precision == "bf16"
     assert fast.video_predictor(TRACKING_OPTIONS).precision == "bf16"
-    assert fast.model.config.binarize_mask_from_pts_for_mem_enc
+    assert fast.video_predictor(PROPAGATION_OPTIONS).options.binarize_mask_from_pts
 
 
 def test_video_predictors_get_the_plugins_options(tmp_path: Path) -> None:
@@ -43,9 +43,9 @@ def test_video_predictors_get_the_plugins_options(tmp_path: Path) -> None:
     loaded = LoadedModel(build_sam2("tiny", device="cpu"))
     propagation = loaded.video_predictor(PROPAGATION_OPTIONS)
     tracking = loaded.video_predictor(TRACKING_OPTIONS)
-    assert propagation.add_all_frames_to_correct_as_cond
-    assert not tracking.add_all_frames_to_correct_as_cond
-    assert propagation.fill_hole_area == tracking.fill_hole_area == 8
+    assert propagation.options.add_all_frames_to_correct_as_cond
+    assert not tracking.options.add_all_frames_to_correct_as_cond
+    assert propagation.options.fill_hole_area == tracking.options.fill_hole_area == 8
 
 
 def test_choices_that_cannot_load_say_why(tmp_path: Path) -> None:

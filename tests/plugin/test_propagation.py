@@ -38,10 +38,12 @@ def _reference_masks(
     ``prompts`` maps (frame, object) to (xy, labels), to ("box", box) or to ("mask", mask).
     """
     from sam2.sam2_video_predictor import SAM2VideoPredictor
+    from sam2.video.options import TrackingOptions
 
-    video = SAM2VideoPredictor(
-        predictor.model, fill_hole_area=8, add_all_frames_to_correct_as_cond=True
-    )
+    # The video builder's post-processing (holes filled, click masks binarised into memory),
+    # corrections kept as conditioning frames.
+    options = TrackingOptions.postprocessed(add_all_frames_to_correct_as_cond=True)
+    video = SAM2VideoPredictor(predictor.model, options)
     state = video.init_state(frames, contrast_limits=limits)
     for (frame, obj), (a, b) in prompts.items():
         if isinstance(a, str) and a == "box":

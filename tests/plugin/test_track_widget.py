@@ -29,7 +29,9 @@ from napari_sam2.tracking import (
 from napari_sam2.tracking_controller import TrackingController
 from napari_sam2.tracking_job import TrackingRun
 from napari_sam2.widgets.track import TrackWidget
+from sam2.sam2_video_predictor import SAM2VideoPredictor
 from sam2.synthetic import SyntheticTimelapse, make_tracking_timelapse
+from sam2.video.options import TrackingOptions
 from tests.plugin.session import WAIT_MS, errors_after
 from tests.tracking.ground_truth import GroundTruthMaskSource
 
@@ -164,8 +166,10 @@ def test_real_model_tracks_like_the_headless_engine(
     assert not labels.data[:5].any()
     np.testing.assert_array_equal(labels.data[5], seeds[5])
 
+    # The widget's model as a video predictor with the video builder's post-processing.
+    video = SAM2VideoPredictor(fast_predictor.model, TrackingOptions.postprocessed())
     source = sam2_mask_source(
-        fast_predictor,
+        video,
         timelapse.image,
         entries="none",
         contrast_limits=tuple(tracking.image.contrast_limits),

@@ -17,7 +17,6 @@ import numpy as np
 from napari_sam2.tracking.proposals import EntryDetector, Proposer, make_proposer
 
 if TYPE_CHECKING:
-    from sam2.sam2_image_predictor import SAM2ImagePredictor
     from sam2.sam2_video_predictor import SAM2VideoPredictor
 
 __all__ = ["MaskSource", "PromptSeed", "SAM2MaskSource", "exclusive_masks", "sam2_mask_source"]
@@ -182,7 +181,7 @@ class SAM2MaskSource:
 
 
 def sam2_mask_source(
-    predictor: SAM2VideoPredictor | SAM2ImagePredictor,
+    predictor: SAM2VideoPredictor,
     frames: Any,
     *,
     entries: EntryDetector = "threshold",
@@ -190,18 +189,16 @@ def sam2_mask_source(
 ) -> SAM2MaskSource:
     """The SAM 2 mask source that the command line and the napari widget track with.
 
-    ``predictor`` is a video predictor, or an image predictor whose model (and precision) is
-    reused as a video predictor with the video builder's post-processing (holes up to 8 pixels
-    filled), so an already loaded model serves both clicks and tracking. ``entries`` names the
-    entry detector (:func:`~napari_sam2.tracking.proposals.make_proposer`).
+    ``predictor`` carries the model, its precision and the tracking options (both callers
+    hand :data:`~napari_sam2.models.TRACKING_OPTIONS`); ``entries`` names the entry detector
+    (:func:`~napari_sam2.tracking.proposals.make_proposer`).
     """
     from sam2.sam2_video_predictor import SAM2VideoPredictor
 
     if not isinstance(predictor, SAM2VideoPredictor):
-        predictor = SAM2VideoPredictor(
-            predictor.model,
-            fill_hole_area=8,
-            precision=getattr(predictor, "precision", "fp32"),
+        raise TypeError(
+            f"cells are tracked with a SAM2VideoPredictor, got {type(predictor).__name__}; "
+            "build one with LoadedModel.video_predictor(TRACKING_OPTIONS)"
         )
     proposer = make_proposer(entries, predictor.model)
     options = {"contrast_limits": contrast_limits} if contrast_limits is not None else {}

@@ -26,9 +26,9 @@ from napari_sam2.headless import (
     run_tracking,
 )
 from napari_sam2.models import DEFAULT_MODEL
-from napari_sam2.tracking.engine import TrackingError
 from napari_sam2.tracking.params import TrackingParams
 from napari_sam2.tracking.proposals import ENTRY_DETECTORS
+from napari_sam2.tracking.results import TrackingError
 
 __all__ = [
     "default_out",

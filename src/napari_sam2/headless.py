@@ -26,15 +26,11 @@ from napari_sam2.models import (
     model_loader,
     resolve_hub_id,
 )
-from napari_sam2.tracking.engine import (
-    CellTracker,
-    FrameUpdate,
-    TrackingError,
-    TrackingResult,
-    check_inputs,
-)
+from napari_sam2.tracking.engine import CellTracker
+from napari_sam2.tracking.inputs import check_inputs
 from napari_sam2.tracking.params import TrackingParams
 from napari_sam2.tracking.proposals import EntryDetector
+from napari_sam2.tracking.results import FrameUpdate, TrackingError, TrackingResult
 
 if TYPE_CHECKING:
     from sam2.sam2_video_predictor import SAM2VideoPredictor

@@ -20,15 +20,11 @@ from napari.utils.notifications import show_error
 from psygnal import Signal
 
 from napari_sam2.axes import layer_array
-from napari_sam2.tracking.engine import (
-    CellTracker,
-    FrameUpdate,
-    TrackingError,
-    TrackingResult,
-    check_inputs,
-)
+from napari_sam2.tracking.engine import CellTracker
+from napari_sam2.tracking.inputs import check_inputs
 from napari_sam2.tracking.params import TrackingParams
 from napari_sam2.tracking.proposals import EntryDetector
+from napari_sam2.tracking.results import FrameUpdate, TrackingError, TrackingResult
 from napari_sam2.tracking.sources import MaskSource
 
 if TYPE_CHECKING:

@@ -3,7 +3,9 @@
 napari-free core (the widget and the command line drive the same code):
 
 - :mod:`.params`: :class:`TrackingParams`, thresholds of every rule;
+- :mod:`.inputs`: checks on the stack, the seed labels and the output array;
 - :mod:`.engine`: :func:`track_cells` / :class:`CellTracker`, the frame-by-frame loop;
+- :mod:`.results`: :class:`FrameUpdate`, :class:`TrackEvent`, :class:`TrackingResult`;
 - :mod:`.sources`: the :class:`MaskSource` protocol and :class:`SAM2MaskSource`;
 - :mod:`.proposals`: candidate regions for cells entering the field;
 - :mod:`.events`: division, entry and exit rules on masks;
@@ -17,14 +19,7 @@ Arrays are (T, Y, X) with T the video axis; ids in labels are track ids.
 
 from napari_sam2.tracking.ctc import read_ctc, write_ctc, write_ctc_labels
 from napari_sam2.tracking.editing import add_division, confirm_division, undo_division
-from napari_sam2.tracking.engine import (
-    CellTracker,
-    FrameUpdate,
-    TrackEvent,
-    TrackingError,
-    TrackingResult,
-    track_cells,
-)
+from napari_sam2.tracking.engine import CellTracker, track_cells
 from napari_sam2.tracking.lineage import Division, Lineage, Track, TracksData, tracks_layer_data
 from napari_sam2.tracking.measurements import measure_cells, write_measurements_csv
 from napari_sam2.tracking.params import TrackingParams
@@ -36,6 +31,7 @@ from napari_sam2.tracking.proposals import (
     ThresholdProposer,
     make_proposer,
 )
+from napari_sam2.tracking.results import FrameUpdate, TrackEvent, TrackingError, TrackingResult
 from napari_sam2.tracking.sources import MaskSource, PromptSeed, SAM2MaskSource, sam2_mask_source
 
 __all__ = [

@@ -11,75 +11,19 @@ for headless use. Whatever happens, finished frames and the lineage up to them a
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from napari_sam2.tracking import events as rules
+from napari_sam2.tracking.inputs import check_fits, check_inputs, output_array
 from napari_sam2.tracking.lineage import DivisionRule, Lineage
 from napari_sam2.tracking.params import TrackingParams
+from napari_sam2.tracking.results import FrameUpdate, TrackEvent, TrackingError, TrackingResult
 from napari_sam2.tracking.sources import MaskSource, PromptSeed
 
-__all__ = [
-    "CellTracker",
-    "FrameUpdate",
-    "TrackEvent",
-    "TrackingError",
-    "TrackingResult",
-    "check_inputs",
-    "track_cells",
-]
-
-EventKind = Literal["seed", "division", "entry", "exit"]
-
-
-@dataclass(frozen=True)
-class TrackEvent:
-    """Something that happened to a track on a frame (``related``: a division's daughters)."""
-
-    kind: EventKind
-    frame: int
-    track_id: int
-    related: tuple[int, ...] = ()
-    rule: str = ""
-
-
-@dataclass
-class FrameUpdate:
-    """One finished frame, as handed to a progress callback or a napari worker's ``yielded``."""
-
-    frame: int
-    labels: np.ndarray  # (Y, X) the frame's labels, as written to the output
-    events: list[TrackEvent]
-    n_active: int  # objects followed after this frame
-    done: int  # frames finished so far (the seed frame counts)
-    total: int  # frames this run will finish
-
-
-@dataclass
-class TrackingResult:
-    """Labels written from ``first_frame`` to ``last_frame``, with their lineage."""
-
-    labels: Any  # (T, Y, X), the array passed as ``out`` (or a new int32 array)
-    lineage: Lineage
-    events: list[TrackEvent]
-    first_frame: int
-    last_frame: int  # -1 when nothing was written
-    stopped: bool = False
-    params: TrackingParams = field(default_factory=TrackingParams)
-
-    @property
-    def divisions(self) -> list[TrackEvent]:
-        return [e for e in self.events if e.kind == "division"]
-
-
-class TrackingError(RuntimeError):
-    """Tracking failed part-way; ``result`` holds everything finished before the failure."""
-
-    def __init__(self, message: str, result: TrackingResult) -> None:
-        super().__init__(message)
-        self.result = result
+__all__ = ["CellTracker", "track_cells"]
 
 
 @dataclass
@@ -129,7 +73,9 @@ class CellTracker:
         self.seed_frame = int(seed_frame)
         self.source = source
         self.params = params or TrackingParams()
-        self.out = _output_array(out, self.shape)
+        self.out = (
+            np.zeros(self.shape, dtype=np.int32) if out is None else output_array(out, self.shape)
+        )
         self.prompts = list(prompts)
         self.lineage = Lineage()
         self.events: list[TrackEvent] = []
@@ -296,12 +242,7 @@ class CellTracker:
         return frame
 
     def _write(self, t: int, frame: np.ndarray) -> None:
-        top = int(frame.max(initial=0))
-        if np.issubdtype(self.out.dtype, np.integer) and top > np.iinfo(self.out.dtype).max:
-            raise ValueError(
-                f"track id {top} does not fit the output's {self.out.dtype} labels; use a "
-                "wider integer type (e.g. int32)"
-            )
+        check_fits(frame, self.out.dtype)
         self.out[t] = frame.astype(self.out.dtype, copy=False)
         self._last = t
 
@@ -345,69 +286,3 @@ def track_cells(
             stopped = True
             break
     return tracker.finish(stopped)
-
-
-# ---------------------------------------------------------------------------------- inputs
-def check_inputs(
-    frames: Any, seed_labels: Any, seed_frame: int, has_prompts: bool = False
-) -> tuple[tuple[int, int, int], np.ndarray]:
-    """The stack's (T, Y, X) shape and the seed frame's labels, or a ValueError that says
-    what is wrong (so a caller can check before loading a model)."""
-    shape = _stack_shape(frames)
-    if not 0 <= int(seed_frame) < shape[0]:
-        raise ValueError(f"seed frame {seed_frame} is outside the stack's frames 0..{shape[0] - 1}")
-    seed = _seed_image(seed_labels, shape, int(seed_frame))
-    if not seed.any() and not has_prompts:
-        raise ValueError(
-            f"the seed labels on frame {seed_frame} contain no objects: paint or load at least "
-            "one cell (or give click/box prompts) before tracking"
-        )
-    return shape, seed
-
-
-def _stack_shape(frames: Any) -> tuple[int, int, int]:
-    shape = tuple(int(s) for s in (frames if isinstance(frames, tuple) else frames.shape))
-    if len(shape) != 3:
-        hint = (
-            " (one channel of a multichannel stack, or one z-plane of a 3D+t stack)"
-            if len(shape) == 4
-            else ""
-        )
-        raise ValueError(
-            f"cell tracking needs a (T, Y, X) stack, got shape {shape}; pass a 2D+t stack{hint}"
-        )
-    if shape[0] < 1 or shape[1] < 1 or shape[2] < 1:
-        raise ValueError(f"the stack of shape {shape} has no frames or empty frames")
-    return shape
-
-
-def _seed_image(seed: Any, shape: tuple[int, int, int], seed_frame: int) -> np.ndarray:
-    """The seed frame's labels as int64 (Y, X), after checking shape and type."""
-    seed_shape = tuple(int(s) for s in getattr(seed, "shape", np.shape(seed)))
-    if seed_shape == shape:
-        image = np.asarray(seed[seed_frame])
-    elif seed_shape == shape[1:]:
-        image = np.asarray(seed)
-    else:
-        raise ValueError(
-            f"seed labels of shape {seed_shape} fit neither a frame {shape[1:]} nor the stack "
-            f"{shape}; draw the seed layer on the image being tracked"
-        )
-    if image.dtype == bool:
-        return image.astype(np.int64)
-    if not np.issubdtype(image.dtype, np.integer):
-        raise ValueError(f"seed labels must be integer (a Labels layer), got dtype {image.dtype}")
-    if image.size and image.min() < 0:
-        raise ValueError("seed labels must not be negative (0 is background)")
-    return image.astype(np.int64)
-
-
-def _output_array(out: Any | None, shape: tuple[int, int, int]) -> Any:
-    if out is None:
-        return np.zeros(shape, dtype=np.int32)
-    out_shape = tuple(int(s) for s in out.shape)
-    if out_shape != shape:
-        raise ValueError(f"the output labels have shape {out_shape}, but the stack is {shape}")
-    if not np.issubdtype(np.dtype(out.dtype), np.integer):
-        raise ValueError(f"the output labels must be an integer array, got dtype {out.dtype}")
-    return out

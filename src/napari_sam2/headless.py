@@ -176,11 +176,11 @@ def run_tracking(
     if predictor is None:
         predictor = load_video_predictor(model, checkpoint, config, device, image_size)
     source = sam2_mask_source(predictor, frames, entries=entries, contrast_limits=contrast_limits)
-    tracker = CellTracker(frames, seed_image, seed_frame, source, params, out=labels)
+    tracker = CellTracker(frames, seed_image, seed_frame, params, out=labels)
     show = _ProgressLine(progress) if progress is not None else None
     failure: BaseException | None = None
     try:
-        for update in tracker.run():
+        for update in tracker.run(source):
             if show is not None:
                 show(update)
     except TrackingError as exc:

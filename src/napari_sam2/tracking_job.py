@@ -21,7 +21,7 @@ from psygnal import Signal
 
 from napari_sam2.axes import layer_array
 from napari_sam2.tracking.engine import CellTracker
-from napari_sam2.tracking.inputs import check_inputs
+from napari_sam2.tracking.inputs import check_fits, check_inputs
 from napari_sam2.tracking.params import TrackingParams
 from napari_sam2.tracking.proposals import EntryDetector
 from napari_sam2.tracking.results import FrameUpdate, TrackingError, TrackingResult
@@ -123,24 +123,6 @@ class _Failure:
     message: str
 
 
-class _FrameSink:
-    """The tracker's output array in the worker: frames reach the Labels layer through the
-    updates on the main thread, so the worker neither writes a layer nor keeps a copy."""
-
-    def __init__(self, shape: tuple[int, ...], dtype: Any) -> None:
-        self.shape, self.dtype = shape, np.dtype(dtype)
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        pass
-
-
-class _NotOpened:
-    """The tracker's source until the worker has built the real one."""
-
-    def __getattr__(self, name: str) -> Any:
-        raise RuntimeError("the mask source is opened in the tracking worker")
-
-
 def _track(
     tracker: CellTracker, open_source: Callable[[], MaskSource], stop: threading.Event
 ) -> Generator[_Frame | _Failure, None, None]:
@@ -150,19 +132,19 @@ def _track(
     every failure is yielded as a message instead.
     """
     try:
-        tracker.source = open_source()
+        source = open_source()
     except Exception as exc:  # model download, checkpoint, unreadable stack
         yield _Failure(f"Could not start SAM 2 tracking: {type(exc).__name__}: {exc}")
         return
     try:
-        for update in tracker.run():
+        for update in tracker.run(source):
             yield _Frame(update, tracker.lineage.to_dict())
             if stop.is_set():
                 return
     except TrackingError as exc:
         yield _Failure(str(exc))
     finally:
-        close = getattr(tracker.source, "close", None)
+        close = getattr(source, "close", None)
         if callable(close):
             close()
 
@@ -179,14 +161,7 @@ class TrackingRun:
     ) -> None:
         self.viewer, self.inputs, self.labels = viewer, inputs, labels
         shape = tuple(int(s) for s in inputs.frames.shape)
-        self.tracker = CellTracker(
-            shape,
-            inputs.seed,
-            inputs.seed_frame,
-            _NotOpened(),
-            inputs.params,
-            out=_FrameSink(shape, labels.data.dtype),
-        )
+        self.tracker = CellTracker(shape, inputs.seed, inputs.seed_frame, inputs.params)
         self.frames_done = 0
         self.divisions = 0
         self.stopped = False
@@ -237,6 +212,11 @@ class TrackingRun:
             )
             return
         update = item.update
+        try:
+            check_fits(update.labels, self.labels.data.dtype)
+        except ValueError as exc:
+            self._fail(f"tracking stopped: {exc}")
+            return
         self.labels.data[update.frame] = update.labels
         self.labels.metadata["lineage"] = item.lineage
         self.labels.refresh()

@@ -225,10 +225,8 @@ def test_prompt_seeds_add_objects(data: SyntheticTimelapse) -> None:
         PromptSeed(points=np.array([[ys.mean(), xs.mean()]]), labels=np.array([1])),
         PromptSeed(box=(ys3.min() - 1, xs3.min() - 1, ys3.max() + 2, xs3.max() + 2), track_id=40),
     ]
-    tracker = CellTracker(
-        data.image, seeds, 0, GroundTruthMaskSource(data), EVERY_FRAME, prompts=prompts
-    )
-    first = next(tracker.run())
+    tracker = CellTracker(data.image, seeds, 0, EVERY_FRAME, prompts=prompts)
+    first = next(tracker.run(GroundTruthMaskSource(data)))
     assert sorted(np.unique(first.labels).tolist()) == [0, 1, 2, 40]
     np.testing.assert_array_equal(first.labels == 40, data.labels[0] == 3)
     np.testing.assert_array_equal(first.labels == 2, data.labels[0] == 2)
@@ -266,15 +264,28 @@ def test_bad_input_is_refused_clearly(
 ) -> None:
     """Wrong shapes, empty seeds and impossible frames raise a ValueError that says why."""
     with pytest.raises(ValueError, match=message):
-        CellTracker(frames, seeds, seed_frame, ScriptedSource((48, 48), set()))
+        CellTracker(frames, seeds, seed_frame)
 
 
 def test_output_array_problems_are_named() -> None:
     """An output of the wrong shape, a float output, or ids too big for its dtype are refused."""
     source = ScriptedSource((48, 48), set())
     with pytest.raises(ValueError, match="output labels have shape"):
-        CellTracker(_stack(), _seed(), 0, source, out=np.zeros((5, 48, 48), np.int32))
+        CellTracker(_stack(), _seed(), 0, out=np.zeros((5, 48, 48), np.int32))
     with pytest.raises(ValueError, match="integer array"):
-        CellTracker(_stack(), _seed(), 0, source, out=np.zeros((6, 48, 48), np.float32))
+        CellTracker(_stack(), _seed(), 0, out=np.zeros((6, 48, 48), np.float32))
     with pytest.raises(TrackingError, match="track id 300 does not fit"):
         track_cells(_stack(), _seed(label=300), 0, source, out=np.zeros((6, 48, 48), np.uint8))
+
+
+def test_without_an_output_the_tracker_only_yields_frames() -> None:
+    """``out=None``: every frame comes out in its update and the result holds no labels; the
+    source is given to ``run``, and a tracker runs only once."""
+    tracker = CellTracker((4, 48, 48), _seed(), 0)
+    updates = list(tracker.run(ScriptedSource((48, 48), set())))
+    assert [u.frame for u in updates] == [0, 1, 2, 3]
+    assert all((u.labels == _seed()).all() for u in updates)
+    result = tracker.finish()
+    assert result.labels is None and result.last_frame == 3 and result.lineage[5].end == 3
+    with pytest.raises(RuntimeError, match="runs once"):
+        next(tracker.run(ScriptedSource((48, 48), set())))

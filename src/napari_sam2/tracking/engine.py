@@ -1,11 +1,13 @@
 """The tracking loop: seed objects, follow them frame by frame, and keep the lineage.
 
-:class:`CellTracker` streams one frame at a time: it asks a
-:class:`~napari_sam2.tracking.sources.MaskSource` for every object's next mask, applies the
-division / entry / exit rules of :mod:`.events`, writes the frame's labels into a
-caller-provided array (numpy, memmap, zarr) and hands out a :class:`FrameUpdate`. A napari
-worker can ``yield`` each update (and quit between frames); :func:`track_cells` runs the loop
-for headless use. Whatever happens, finished frames and the lineage up to them are kept.
+:class:`CellTracker` streams one frame at a time: :meth:`CellTracker.run` asks the
+:class:`~napari_sam2.tracking.sources.MaskSource` it is given for every object's next mask,
+applies the division / entry / exit rules of :mod:`.events`, writes the frame's labels into a
+caller-provided array (numpy, memmap, zarr) if there is one and hands out a
+:class:`~napari_sam2.tracking.results.FrameUpdate`. The source is an argument of ``run``, not of
+the constructor, so a tracker can be built and checked before a model loads (a napari worker
+opens the source, then iterates; it may quit between frames). :func:`track_cells` runs the
+loop for headless use. Whatever happens, finished frames and the lineage up to them are kept.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from napari_sam2.tracking import events as rules
-from napari_sam2.tracking.inputs import check_fits, check_inputs, output_array
+from napari_sam2.tracking.inputs import check_fits, check_inputs, output_array, stack_shape
 from napari_sam2.tracking.lineage import DivisionRule, Lineage
 from napari_sam2.tracking.params import TrackingParams
 from napari_sam2.tracking.results import FrameUpdate, TrackEvent, TrackingError, TrackingResult
@@ -51,10 +53,10 @@ class CellTracker:
         seed_labels: a (Y, X) labels image of the seed frame, or a (T, Y, X) labels stack of
             which frame ``seed_frame`` is used; each label becomes a track with that id.
         seed_frame: where tracking starts; it runs forward to the last frame.
-        source: gives each object's mask on the next frame (SAM 2 or a test double).
         params: thresholds of the division / entry / exit rules.
         out: (T, Y, X) integer array to write labels into (frames before the seed are left
-            alone); a new zero-filled int32 array when None.
+            alone); None only yields the frames (a napari worker hands them to a layer), and
+            the result's ``labels`` is then None.
         prompts: clicks or boxes that seed more objects on the seed frame.
     """
 
@@ -63,7 +65,6 @@ class CellTracker:
         shape: Any,
         seed_labels: Any,
         seed_frame: int,
-        source: MaskSource,
         params: TrackingParams | None = None,
         *,
         out: Any | None = None,
@@ -71,16 +72,14 @@ class CellTracker:
     ) -> None:
         self.shape, self.seed = check_inputs(shape, seed_labels, seed_frame, bool(prompts))
         self.seed_frame = int(seed_frame)
-        self.source = source
         self.params = params or TrackingParams()
-        self.out = (
-            np.zeros(self.shape, dtype=np.int32) if out is None else output_array(out, self.shape)
-        )
+        self.out = None if out is None else output_array(out, self.shape)
         self.prompts = list(prompts)
         self.lineage = Lineage()
         self.events: list[TrackEvent] = []
         self._followed: dict[int, _Followed] = {}
         self._last = -1
+        self._ran = False
 
     # ------------------------------------------------------------------ running
     @property
@@ -88,11 +87,15 @@ class CellTracker:
         """Frames a full run finishes: the seed frame and every frame after it."""
         return self.shape[0] - self.seed_frame
 
-    def run(self) -> Iterator[FrameUpdate]:
-        """Seed, then track; yields after each frame. Stop any time by not iterating on."""
+    def run(self, source: MaskSource) -> Iterator[FrameUpdate]:
+        """Seed, then track with ``source``; yields after each frame. Stop any time by not
+        iterating on. The caller opened the source and closes it; a tracker runs once."""
+        if self._ran:
+            raise RuntimeError("a CellTracker runs once; build a new one to track again")
+        self._ran = True
         for t in range(self.seed_frame, self.shape[0]):
             try:
-                update = self._seed() if t == self.seed_frame else self._step(t)
+                update = self._seed(source) if t == self.seed_frame else self._step(t, source)
             except Exception as exc:
                 done = f"frames {self.seed_frame}..{self._last}" if self._last >= 0 else "nothing"
                 raise TrackingError(
@@ -119,13 +122,13 @@ class CellTracker:
         return self.result(stopped)
 
     # ------------------------------------------------------------------ frames
-    def _seed(self) -> FrameUpdate:
+    def _seed(self, source: MaskSource) -> FrameUpdate:
         t = self.seed_frame
         frame = np.zeros(self.shape[1:], dtype=np.int64)
         for label in np.unique(self.seed)[1:]:
             frame[self.seed == label] = label
         for i, prompt in enumerate(self.prompts):
-            mask = np.asarray(self.source.segment(t, prompt), dtype=bool) & (frame == 0)
+            mask = np.asarray(source.segment(t, prompt), dtype=bool) & (frame == 0)
             if mask.sum() < self.params.min_area:
                 raise ValueError(
                     f"prompt {i} selects no free region of at least {self.params.min_area} "
@@ -141,16 +144,16 @@ class CellTracker:
             label = int(label)
             mask = frame == label
             self.lineage.add_track(t, track_id=label)
-            self.source.add(t, label, mask)
+            source.add(t, label, mask)
             pieces = len(rules.sizeable_pieces(mask, self.params))
             self._followed[label] = _Followed(areas=[int(mask.sum())], pieces=pieces)
             self.events.append(TrackEvent("seed", t, label))
         self._write(t, frame)
         return self._update(t, frame, list(self.events))
 
-    def _step(self, t: int) -> FrameUpdate:
+    def _step(self, t: int, source: MaskSource) -> FrameUpdate:
         p = self.params
-        masks = self.source.track(t)
+        masks = source.track(t)
         found: list[TrackEvent] = []
         present: dict[int, np.ndarray] = {}
         splits: list[tuple[int, tuple[np.ndarray, np.ndarray], DivisionRule]] = []
@@ -180,7 +183,7 @@ class CellTracker:
                 covered |= pair[0] | pair[1]
             areas = [int(m.sum()) for m in present.values()]
             candidates = rules.new_object_masks(
-                self.source.propose(t, covered),
+                source.propose(t, covered),
                 covered,
                 p,
                 typical_area=float(np.median(areas)) if areas else None,
@@ -194,11 +197,11 @@ class CellTracker:
                     splits.append((track_id, (present.pop(track_id), sister), "area_drop"))
             if entry_frame:
                 entries = candidates
-        found += self._exits()
+        found += self._exits(source)
         order: list[tuple[int, np.ndarray]] = list(present.items())
         for mother, pair, rule in splits:
             daughters = self.lineage.divide(mother, t, 2, rule)
-            self.source.remove(mother)
+            source.remove(mother)
             del self._followed[mother]
             found.append(TrackEvent("division", t, mother, daughters, rule))
             order += list(zip(daughters, pair))
@@ -206,23 +209,23 @@ class CellTracker:
             track_id = self.lineage.add_track(t).track_id
             found.append(TrackEvent("entry", t, track_id))
             order.append((track_id, mask))
-        frame = self._paint(t, order)
+        frame = self._paint(t, order, source)
         self._write(t, frame)
         self.events += found
         return self._update(t, frame, found)
 
-    def _exits(self) -> list[TrackEvent]:
+    def _exits(self, source: MaskSource) -> list[TrackEvent]:
         """End the tracks of objects absent for ``exit_after`` frames."""
         gone = [i for i, s in self._followed.items() if s.absent >= self.params.exit_after]
         out = []
         for track_id in gone:
             self.lineage.close(track_id)
-            self.source.remove(track_id)
+            source.remove(track_id)
             del self._followed[track_id]
             out.append(TrackEvent("exit", self.lineage[track_id].end, track_id))
         return out
 
-    def _paint(self, t: int, order: list[tuple[int, np.ndarray]]) -> np.ndarray:
+    def _paint(self, t: int, order: list[tuple[int, np.ndarray]], source: MaskSource) -> np.ndarray:
         """The frame's labels; earlier objects keep contested pixels. New objects join the
         source here, and every painted object counts as present on ``t``."""
         frame = np.zeros(self.shape[1:], dtype=np.int64)
@@ -231,7 +234,7 @@ class CellTracker:
             area = int(np.count_nonzero(free))
             state = self._followed.get(track_id)
             if state is None:  # a daughter or a new cell: follow it from this frame
-                self.source.add(t, track_id, free)
+                source.add(t, track_id, free)
                 state = self._followed[track_id] = _Followed(areas=[])
             if area == 0:
                 state.absent += 1
@@ -242,8 +245,9 @@ class CellTracker:
         return frame
 
     def _write(self, t: int, frame: np.ndarray) -> None:
-        check_fits(frame, self.out.dtype)
-        self.out[t] = frame.astype(self.out.dtype, copy=False)
+        if self.out is not None:
+            check_fits(frame, self.out.dtype)
+            self.out[t] = frame.astype(self.out.dtype, copy=False)
         self._last = t
 
     def _update(self, t: int, frame: np.ndarray, found: list[TrackEvent]) -> FrameUpdate:
@@ -271,15 +275,16 @@ def track_cells(
 ) -> TrackingResult:
     """Track every seeded cell from ``seed_frame`` to the end of ``frames`` (T, Y, X).
 
-    ``progress`` gets each :class:`FrameUpdate`; ``should_stop`` is asked before every frame
-    and ends the run early (``result.stopped``). On an error a :class:`TrackingError` carries
-    the finished part as ``.result``.
+    Labels go into ``out`` (a new zero-filled int32 array when None). ``progress`` gets each
+    :class:`FrameUpdate`; ``should_stop`` is asked before every frame and ends the run early
+    (``result.stopped``). On an error a :class:`TrackingError` carries the finished part as
+    ``.result``.
     """
-    tracker = CellTracker(
-        frames, seed_labels, seed_frame, mask_source, params, out=out, prompts=prompts
-    )
+    if out is None:
+        out = np.zeros(stack_shape(frames), dtype=np.int32)
+    tracker = CellTracker(frames, seed_labels, seed_frame, params, out=out, prompts=prompts)
     stopped = False
-    for update in tracker.run():
+    for update in tracker.run(mask_source):
         if progress is not None:
             progress(update)
         if update.done < update.total and should_stop is not None and should_stop():

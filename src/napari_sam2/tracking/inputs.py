@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_fits", "check_inputs", "output_array"]
+__all__ = ["check_fits", "check_inputs", "output_array", "stack_shape"]
 
 
 def check_inputs(
@@ -18,7 +18,7 @@ def check_inputs(
 ) -> tuple[tuple[int, int, int], np.ndarray]:
     """The stack's (T, Y, X) shape and the seed frame's labels, or a ValueError that says
     what is wrong (so a caller can check before loading a model)."""
-    shape = _stack_shape(frames)
+    shape = stack_shape(frames)
     if not 0 <= int(seed_frame) < shape[0]:
         raise ValueError(f"seed frame {seed_frame} is outside the stack's frames 0..{shape[0] - 1}")
     seed = _seed_image(seed_labels, shape, int(seed_frame))
@@ -51,7 +51,8 @@ def check_fits(frame: np.ndarray, dtype: Any) -> None:
         )
 
 
-def _stack_shape(frames: Any) -> tuple[int, int, int]:
+def stack_shape(frames: Any) -> tuple[int, int, int]:
+    """The (T, Y, X) shape of a stack (or of a shape tuple), or a ValueError naming the fix."""
     shape = tuple(int(s) for s in (frames if isinstance(frames, tuple) else frames.shape))
     if len(shape) != 3:
         hint = (

@@ -48,7 +48,7 @@ class FrameUpdate:
 class TrackingResult:
     """Labels written from ``first_frame`` to ``last_frame``, with their lineage."""
 
-    labels: Any  # (T, Y, X), the array passed as ``out`` (or a new int32 array)
+    labels: Any  # (T, Y, X), the array passed as ``out``; None when the run only yielded frames
     lineage: Lineage
     events: list[TrackEvent]
     first_frame: int

@@ -221,8 +221,8 @@ def _write_outputs(
     out: Path, frames: Any, labels: Any, result: TrackingResult, model: dict[str, Any]
 ) -> None:
     from napari_sam2.tracking.ctc import write_ctc
-    from napari_sam2.tracking.lineage import tracks_layer_data
     from napari_sam2.tracking.measurements import write_measurements_csv
+    from napari_sam2.tracking.tracks import tracks_layer_data
 
     tracks = tracks_layer_data(labels, result.lineage)
     names = ["track_id", "t", *("zyx"[3 - (tracks.data.shape[1] - 2) :])]

@@ -20,10 +20,11 @@ from napari_sam2.layers import new_labels_layer
 from napari_sam2.models import TRACKING_OPTIONS
 from napari_sam2.models import ModelLoader as PredictorFactory
 from napari_sam2.tracking import editing
-from napari_sam2.tracking.lineage import Division, Lineage, tracks_layer_data
+from napari_sam2.tracking.lineage import Division, Lineage
 from napari_sam2.tracking.params import TrackingParams
 from napari_sam2.tracking.proposals import EntryDetector
 from napari_sam2.tracking.sources import MaskSource
+from napari_sam2.tracking.tracks import tracks_layer_data
 from napari_sam2.tracking_job import (
     MaskSourceFactory,
     TrackingInputs,

@@ -9,7 +9,8 @@ napari-free core (the widget and the command line drive the same code):
 - :mod:`.sources`: the :class:`MaskSource` protocol and :class:`SAM2MaskSource`;
 - :mod:`.proposals`: candidate regions for cells entering the field;
 - :mod:`.events`: division, entry and exit rules on masks;
-- :mod:`.lineage`: :class:`Lineage` bookkeeping and napari Tracks data;
+- :mod:`.lineage`: :class:`Lineage` bookkeeping;
+- :mod:`.tracks`: centroid tracks in napari's Tracks form (the CLI's ``tracks.csv`` too);
 - :mod:`.editing`: confirm, undo or add a division by hand;
 - :mod:`.ctc`: Cell Tracking Challenge export/import;
 - :mod:`.measurements`: per-cell, per-frame table (area, centroid, intensity).
@@ -20,7 +21,7 @@ Arrays are (T, Y, X) with T the video axis; ids in labels are track ids.
 from napari_sam2.tracking.ctc import read_ctc, write_ctc, write_ctc_labels
 from napari_sam2.tracking.editing import add_division, confirm_division, undo_division
 from napari_sam2.tracking.engine import CellTracker, track_cells
-from napari_sam2.tracking.lineage import Division, Lineage, Track, TracksData, tracks_layer_data
+from napari_sam2.tracking.lineage import Division, Lineage, Track
 from napari_sam2.tracking.measurements import measure_cells, write_measurements_csv
 from napari_sam2.tracking.params import TrackingParams
 from napari_sam2.tracking.proposals import (
@@ -33,6 +34,7 @@ from napari_sam2.tracking.proposals import (
 )
 from napari_sam2.tracking.results import FrameUpdate, TrackEvent, TrackingError, TrackingResult
 from napari_sam2.tracking.sources import MaskSource, PromptSeed, SAM2MaskSource, sam2_mask_source
+from napari_sam2.tracking.tracks import TracksData, tracks_layer_data
 
 __all__ = [
     "ENTRY_DETECTORS",

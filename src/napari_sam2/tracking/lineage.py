@@ -3,18 +3,16 @@
 A :class:`Track` is one cell between two events (appearance, division, disappearance); its id
 is the value it has in the Labels layer. A :class:`Division` links a mother that ends on frame
 ``t - 1`` to daughters that start on frame ``t``. The same facts feed the napari Tracks layer
-(``graph = {child: [parent]}``) and the CTC ``res_track.txt`` ("L B E P").
+(``graph = {child: [parent]}``, :mod:`.tracks`) and the CTC ``res_track.txt`` ("L B E P").
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
-
-__all__ = ["Division", "DivisionRule", "Lineage", "Track", "TracksData", "tracks_layer_data"]
+__all__ = ["Division", "DivisionRule", "Lineage", "Track"]
 
 DivisionRule = Literal["split", "area_drop", "manual"]
 
@@ -48,15 +46,6 @@ class Division:
     frame: int
     rule: DivisionRule
     confirmed: bool = False
-
-
-@dataclass
-class TracksData:
-    """What ``viewer.add_tracks(data, graph=graph, features=features)`` takes."""
-
-    data: np.ndarray  # (N, 4) [track_id, t, y, x] or (N, 5) [track_id, t, z, y, x]
-    graph: dict[int, list[int]]  # child -> [parent]
-    features: dict[str, np.ndarray] = field(default_factory=dict)  # per row
 
 
 class Lineage:
@@ -211,41 +200,3 @@ class Lineage:
     def from_dict(cls, data: Mapping[str, Any]) -> Lineage:
         """The inverse of :meth:`to_dict`."""
         return cls.from_rows(data.get("tracks", ()), data.get("divisions", ()))
-
-
-def tracks_layer_data(labels: Any, lineage: Lineage | None = None) -> TracksData:
-    """Centroid tracks of a (T, [Z,] Y, X) labels stack, linked by ``lineage``.
-
-    Rows are sorted by (track_id, t); the ``graph`` keeps only links whose two ends have rows
-    (napari rejects a graph that names a missing track).
-    """
-    from napari_sam2.tracking.measurements import frame_centroids
-
-    if len(labels.shape) not in (3, 4):
-        raise ValueError(
-            f"labels must be (T, Y, X) or (T, Z, Y, X) to make tracks, got shape {labels.shape}"
-        )
-    ndim = len(labels.shape) - 1
-    rows: list[np.ndarray] = []
-    for t in range(labels.shape[0]):
-        ids, centroids = frame_centroids(np.asarray(labels[t]))
-        if len(ids):
-            frame = np.full((len(ids), 1), t, dtype=np.float64)
-            rows.append(np.concatenate([ids[:, None].astype(np.float64), frame, centroids], 1))
-    data = np.concatenate(rows) if rows else np.zeros((0, ndim + 2))
-    if len(data):
-        data = data[np.lexsort((data[:, 1], data[:, 0]))]
-    present = set(data[:, 0].astype(int).tolist())
-    graph: dict[int, list[int]] = {}
-    if lineage is not None:
-        for child, parent in lineage.parents().items():
-            if child in present and parent in present:
-                graph[child] = [parent]
-    parent_col = np.array(
-        [
-            lineage.tracks[i].parent if lineage is not None and i in lineage else 0
-            for i in data[:, 0].astype(int)
-        ],
-        dtype=np.int64,
-    )
-    return TracksData(data=data, graph=graph, features={"parent": parent_col})

@@ -9,6 +9,7 @@ import pytest
 
 from napari_sam2.tracking import (
     CellTracker,
+    Lineage,
     PromptSeed,
     TrackingError,
     TrackingParams,
@@ -289,3 +290,19 @@ def test_without_an_output_the_tracker_only_yields_frames() -> None:
     assert result.labels is None and result.last_frame == 3 and result.lineage[5].end == 3
     with pytest.raises(RuntimeError, match="runs once"):
         next(tracker.run(ScriptedSource((48, 48), set())))
+
+
+@pytest.mark.parametrize("division", ["union", "first_daughter"])
+def test_replaying_the_lineage_events_gives_the_same_lineage(
+    data: SyntheticTimelapse, division: Literal["union", "first_daughter"]
+) -> None:
+    """A lineage that applies every frame's ``lineage_events`` in order equals the tracker's
+    (divisions, entries and exits included): what the widget keeps instead of a copy."""
+    tracker = CellTracker(data.image, data.labels[0], 0, EVERY_FRAME)
+    replica = Lineage()
+    for update in tracker.run(GroundTruthMaskSource(data, division)):
+        replica.apply_all(update.lineage_events)
+        assert replica.to_dict() == tracker.lineage.to_dict()
+        assert replica.active_ids() == tracker.lineage.active_ids()
+    assert {e.kind for e in tracker.events} == {"seed", "division", "entry", "exit"}
+    assert len(replica.divisions) == len(tracker.lineage.divisions) > 0

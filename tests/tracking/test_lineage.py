@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from napari_sam2.tracking import Lineage
+from napari_sam2.tracking import Lineage, TrackDivided, TrackEnded, TracksSeen, TrackStarted
 
 
 def small_lineage() -> Lineage:
@@ -70,3 +70,25 @@ def test_rows_make_divisions_and_refuse_cycles() -> None:
         Lineage.from_rows([(1, 0, 2, 2), (2, 3, 4, 1)])
     with pytest.raises(ValueError, match="names parent 9"):
         Lineage.from_rows([(1, 0, 2, 9)])
+
+
+def test_events_rebuild_the_lineage() -> None:
+    """Started, seen, ended and divided events applied in order give the same rows,
+    divisions and active tracks as the building calls; anything else is a TypeError."""
+    lineage = Lineage()
+    lineage.apply_all(
+        [
+            TrackStarted(0, 1),
+            TrackStarted(0, 2),
+            TracksSeen(2, (1, 2)),
+            TracksSeen(4, (2,)),
+            TrackEnded(4, 2),
+            TrackDivided(3, 1, (3, 4), "split"),
+        ]
+    )
+    expected = small_lineage()
+    assert lineage.to_dict() == expected.to_dict()
+    assert lineage.active_ids() == expected.active_ids() == [3, 4]
+    assert lineage.new_ids(2) == (5, 6)
+    with pytest.raises(TypeError, match="not a lineage event"):
+        lineage.apply("divide 1")  # type: ignore[arg-type]

@@ -21,7 +21,16 @@ Arrays are (T, Y, X) with T the video axis; ids in labels are track ids.
 from napari_sam2.tracking.ctc import read_ctc, write_ctc, write_ctc_labels
 from napari_sam2.tracking.editing import add_division, confirm_division, undo_division
 from napari_sam2.tracking.engine import CellTracker, track_cells
-from napari_sam2.tracking.lineage import Division, Lineage, Track
+from napari_sam2.tracking.lineage import (
+    Division,
+    Lineage,
+    LineageEvent,
+    Track,
+    TrackDivided,
+    TrackEnded,
+    TracksSeen,
+    TrackStarted,
+)
 from napari_sam2.tracking.measurements import measure_cells, write_measurements_csv
 from napari_sam2.tracking.params import TrackingParams
 from napari_sam2.tracking.proposals import (
@@ -44,17 +53,22 @@ __all__ = [
     "EntryDetector",
     "FrameUpdate",
     "Lineage",
+    "LineageEvent",
     "MaskSource",
     "PromptSeed",
     "Proposer",
     "SAM2MaskSource",
     "ThresholdProposer",
     "Track",
+    "TrackDivided",
+    "TrackEnded",
     "TrackEvent",
+    "TrackStarted",
     "TrackingError",
     "TrackingParams",
     "TrackingResult",
     "TracksData",
+    "TracksSeen",
     "add_division",
     "confirm_division",
     "make_proposer",

@@ -20,7 +20,15 @@ import numpy as np
 
 from napari_sam2.tracking import events as rules
 from napari_sam2.tracking.inputs import check_fits, check_inputs, output_array, stack_shape
-from napari_sam2.tracking.lineage import DivisionRule, Lineage
+from napari_sam2.tracking.lineage import (
+    DivisionRule,
+    Lineage,
+    LineageEvent,
+    TrackDivided,
+    TrackEnded,
+    TracksSeen,
+    TrackStarted,
+)
 from napari_sam2.tracking.params import TrackingParams
 from napari_sam2.tracking.results import FrameUpdate, TrackEvent, TrackingError, TrackingResult
 from napari_sam2.tracking.sources import MaskSource, PromptSeed
@@ -80,6 +88,7 @@ class CellTracker:
         self._followed: dict[int, _Followed] = {}
         self._last = -1
         self._ran = False
+        self._changes: list[LineageEvent] = []  # the frame in progress's lineage events
 
     # ------------------------------------------------------------------ running
     @property
@@ -117,9 +126,14 @@ class CellTracker:
 
     def finish(self, stopped: bool = False) -> TrackingResult:
         """Close every track (the run is over) and return the result."""
-        for track_id in self.lineage.active_ids():
-            self.lineage.close(track_id)
+        for track_id in self.lineage.active_ids():  # not a frame's change: nobody replays it
+            self.lineage.apply(TrackEnded(self.lineage[track_id].end, track_id))
         return self.result(stopped)
+
+    def _change(self, event: LineageEvent) -> None:
+        """Every change to the lineage goes through here, so the frame's update carries it."""
+        self.lineage.apply(event)
+        self._changes.append(event)
 
     # ------------------------------------------------------------------ frames
     def _seed(self, source: MaskSource) -> FrameUpdate:
@@ -143,7 +157,7 @@ class CellTracker:
         for label in np.unique(frame)[1:]:
             label = int(label)
             mask = frame == label
-            self.lineage.add_track(t, track_id=label)
+            self._change(TrackStarted(t, label))
             source.add(t, label, mask)
             pieces = len(rules.sizeable_pieces(mask, self.params))
             self._followed[label] = _Followed(areas=[int(mask.sum())], pieces=pieces)
@@ -200,13 +214,15 @@ class CellTracker:
         found += self._exits(source)
         order: list[tuple[int, np.ndarray]] = list(present.items())
         for mother, pair, rule in splits:
-            daughters = self.lineage.divide(mother, t, 2, rule)
+            daughters = self.lineage.new_ids(2)
+            self._change(TrackDivided(t, mother, daughters, rule))
             source.remove(mother)
             del self._followed[mother]
             found.append(TrackEvent("division", t, mother, daughters, rule))
             order += list(zip(daughters, pair))
         for mask in entries:
-            track_id = self.lineage.add_track(t).track_id
+            track_id = self.lineage.next_id()
+            self._change(TrackStarted(t, track_id))
             found.append(TrackEvent("entry", t, track_id))
             order.append((track_id, mask))
         frame = self._paint(t, order, source)
@@ -219,7 +235,7 @@ class CellTracker:
         gone = [i for i, s in self._followed.items() if s.absent >= self.params.exit_after]
         out = []
         for track_id in gone:
-            self.lineage.close(track_id)
+            self._change(TrackEnded(self.lineage[track_id].end, track_id))
             source.remove(track_id)
             del self._followed[track_id]
             out.append(TrackEvent("exit", self.lineage[track_id].end, track_id))
@@ -229,6 +245,7 @@ class CellTracker:
         """The frame's labels; earlier objects keep contested pixels. New objects join the
         source here, and every painted object counts as present on ``t``."""
         frame = np.zeros(self.shape[1:], dtype=np.int64)
+        seen: list[int] = []
         for track_id, mask in order:
             free = mask & (frame == 0)
             area = int(np.count_nonzero(free))
@@ -241,7 +258,9 @@ class CellTracker:
                 continue
             frame[free] = track_id
             state.seen(area)
-            self.lineage.mark_present(track_id, t)
+            seen.append(track_id)
+        if seen:
+            self._change(TracksSeen(t, tuple(seen)))
         return frame
 
     def _write(self, t: int, frame: np.ndarray) -> None:
@@ -251,10 +270,12 @@ class CellTracker:
         self._last = t
 
     def _update(self, t: int, frame: np.ndarray, found: list[TrackEvent]) -> FrameUpdate:
+        changes, self._changes = tuple(self._changes), []
         return FrameUpdate(
             frame=t,
             labels=frame,
             events=found,
+            lineage_events=changes,
             n_active=len(self._followed),
             done=t - self.seed_frame + 1,
             total=self.total,

@@ -4,6 +4,12 @@ A :class:`Track` is one cell between two events (appearance, division, disappear
 is the value it has in the Labels layer. A :class:`Division` links a mother that ends on frame
 ``t - 1`` to daughters that start on frame ``t``. The same facts feed the napari Tracks layer
 (``graph = {child: [parent]}``, :mod:`.tracks`) and the CTC ``res_track.txt`` ("L B E P").
+
+The tracker changes its lineage only through :meth:`Lineage.apply` of a
+:data:`LineageEvent` (a track started, was seen, ended or divided) and hands each frame's
+events out with the frame, so a copy elsewhere (the widget's, on napari's main thread) that
+applies the same events in order is the same lineage, without the whole of it travelling on
+every frame.
 """
 
 from __future__ import annotations
@@ -12,7 +18,17 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["Division", "DivisionRule", "Lineage", "Track"]
+__all__ = [
+    "Division",
+    "DivisionRule",
+    "Lineage",
+    "LineageEvent",
+    "Track",
+    "TrackDivided",
+    "TrackEnded",
+    "TrackStarted",
+    "TracksSeen",
+]
 
 DivisionRule = Literal["split", "area_drop", "manual"]
 
@@ -48,6 +64,45 @@ class Division:
     confirmed: bool = False
 
 
+@dataclass(frozen=True)
+class TrackStarted:
+    """A new track ``track_id`` (child of ``parent``, 0: none) begins on ``frame``."""
+
+    frame: int
+    track_id: int
+    parent: int = 0
+
+
+@dataclass(frozen=True)
+class TracksSeen:
+    """The tracks ``track_ids`` have a mask on ``frame`` (their ``end`` moves up to it)."""
+
+    frame: int
+    track_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class TrackEnded:
+    """The tracker stops following ``track_id``; ``frame`` is its last present frame."""
+
+    frame: int
+    track_id: int
+
+
+@dataclass(frozen=True)
+class TrackDivided:
+    """``mother`` (absent on ``frame``) divides into ``daughters``, which start on ``frame``."""
+
+    frame: int
+    mother: int
+    daughters: tuple[int, ...]
+    rule: DivisionRule
+
+
+#: One change to a lineage, in the order the tracker made it.
+LineageEvent = TrackStarted | TracksSeen | TrackEnded | TrackDivided
+
+
 class Lineage:
     """Tracks by id plus the divisions that link them; ids are never reused."""
 
@@ -60,6 +115,30 @@ class Lineage:
     def next_id(self) -> int:
         """The id the next new track will get (one above every id seen so far)."""
         return self._next_id
+
+    def new_ids(self, n: int) -> tuple[int, ...]:
+        """The ids the next ``n`` new tracks will get (what :meth:`divide` gives daughters)."""
+        return tuple(range(self._next_id, self._next_id + n))
+
+    def apply(self, event: LineageEvent) -> None:
+        """Make one change; lineages that apply the same events in order stay equal."""
+        match event:
+            case TrackStarted(frame, track_id, parent):
+                self.add_track(frame, parent=parent, track_id=track_id)
+            case TracksSeen(frame, track_ids):
+                for track_id in track_ids:
+                    self.mark_present(track_id, frame)
+            case TrackEnded(_, track_id):
+                self.close(track_id)
+            case TrackDivided(frame, mother, daughters, rule):
+                self._divide(mother, frame, daughters, rule)
+            case _:
+                raise TypeError(f"not a lineage event: {event!r}")
+
+    def apply_all(self, events: Iterable[LineageEvent]) -> None:
+        """:meth:`apply` each event in order (one frame's ``lineage_events``)."""
+        for event in events:
+            self.apply(event)
 
     def add_track(self, start: int, parent: int = 0, track_id: int | None = None) -> Track:
         """A new track starting on ``start``; ``track_id`` None picks the next free id."""
@@ -90,6 +169,11 @@ class Lineage:
         self, mother: int, frame: int, n_daughters: int = 2, rule: DivisionRule = "split"
     ) -> tuple[int, ...]:
         """End ``mother`` before ``frame`` and start ``n_daughters`` children on ``frame``."""
+        return self._divide(mother, frame, self.new_ids(n_daughters), rule)
+
+    def _divide(
+        self, mother: int, frame: int, daughters: tuple[int, ...], rule: DivisionRule
+    ) -> tuple[int, ...]:
         track = self.tracks[mother]
         if track.end >= frame:
             raise ValueError(
@@ -101,9 +185,10 @@ class Lineage:
                 f"track {mother} already divided on frame {self.divisions[mother].frame}"
             )
         self.close(mother)
-        daughters = tuple(self.add_track(frame, parent=mother).track_id for _ in range(n_daughters))
-        self.divisions[mother] = Division(mother, daughters, int(frame), rule)
-        return daughters
+        for daughter in daughters:
+            self.add_track(frame, parent=mother, track_id=daughter)
+        self.divisions[mother] = Division(mother, tuple(daughters), int(frame), rule)
+        return tuple(daughters)
 
     # ------------------------------------------------------------------ reading
     def __len__(self) -> int:

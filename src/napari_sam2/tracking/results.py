@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from napari_sam2.tracking.lineage import Lineage
+from napari_sam2.tracking.lineage import Lineage, LineageEvent
 from napari_sam2.tracking.params import TrackingParams
 
 __all__ = ["EventKind", "FrameUpdate", "TrackEvent", "TrackingError", "TrackingResult"]
@@ -34,11 +34,16 @@ class TrackEvent:
 
 @dataclass(frozen=True)
 class FrameUpdate:
-    """One finished frame, as handed to a progress callback or a napari worker's ``yielded``."""
+    """One finished frame, as handed to a progress callback or a napari worker's ``yielded``.
+
+    ``events`` say what the rules decided (and why); ``lineage_events`` are the same changes
+    as a copy of the lineage replays them (:meth:`~.lineage.Lineage.apply`).
+    """
 
     frame: int
     labels: np.ndarray  # (Y, X) the frame's labels, as written to the output
     events: list[TrackEvent]
+    lineage_events: tuple[LineageEvent, ...]  # how this frame changed the lineage, in order
     n_active: int  # objects followed after this frame
     done: int  # frames finished so far (the seed frame counts)
     total: int  # frames this run will finish

@@ -26,9 +26,9 @@ from napari_sam2.tracking import (
     track_cells,
     tracks_layer_data,
 )
-from napari_sam2.tracking_controller import TrackingController
-from napari_sam2.tracking_job import TrackingRun
-from napari_sam2.widgets.track import TrackWidget
+from napari_sam2.tracking.napari.controller import TrackingController
+from napari_sam2.tracking.napari.run import TrackingRun
+from napari_sam2.tracking.napari.widget import TrackWidget
 from sam2.sam2_video_predictor import SAM2VideoPredictor
 from sam2.synthetic import SyntheticTimelapse, make_tracking_timelapse
 from sam2.video.options import TrackingOptions

@@ -1,10 +1,10 @@
 """Cell tracking inside napari: one controller per dock widget, holding the last run's results.
 
-:class:`TrackingController` starts a :class:`~napari_sam2.tracking_job.TrackingRun` into a new
-Labels layer (bad input becomes a notification before any worker starts), and when it ends,
-or is stopped, keeps its lineage, stores it in the layer's ``metadata["lineage"]`` and adds or
-updates a Tracks layer. Division corrections and exports go through it as well, so the widget
-only forwards clicks. torch is never imported here.
+:class:`TrackingController` starts a :class:`~.run.TrackingRun` into a new Labels layer (bad
+input becomes a notification before any worker starts), and when it ends, or is stopped, keeps
+its lineage, stores it in the layer's ``metadata["lineage"]`` and adds or updates a Tracks
+layer. Division corrections and exports go through it as well, so the widget only forwards
+clicks. torch is never imported here.
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ from napari_sam2.models import TRACKING_OPTIONS
 from napari_sam2.models import ModelLoader as PredictorFactory
 from napari_sam2.tracking import editing
 from napari_sam2.tracking.lineage import Division, Lineage
-from napari_sam2.tracking.params import TrackingParams
-from napari_sam2.tracking.proposals import EntryDetector
-from napari_sam2.tracking.sources import MaskSource
-from napari_sam2.tracking.tracks import tracks_layer_data
-from napari_sam2.tracking_job import (
+from napari_sam2.tracking.napari.run import (
     MaskSourceFactory,
     TrackingInputs,
     TrackingRun,
     prepare_inputs,
 )
+from napari_sam2.tracking.params import TrackingParams
+from napari_sam2.tracking.proposals import EntryDetector
+from napari_sam2.tracking.sources import MaskSource
+from napari_sam2.tracking.tracks import tracks_layer_data
 
 if TYPE_CHECKING:
     import napari

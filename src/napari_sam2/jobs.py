@@ -76,6 +76,11 @@ class LayerJob(Generic[Item]):
     def on_finished(self) -> None:
         """Hook run once the worker has ended, before ``finished`` (closing undo blocks)."""
 
+    def summary(self) -> str:
+        """Appended to the closing status line, after :meth:`on_finished` (e.g. tracking's
+        ``": 5 tracks, 1 division(s)"``); nothing by default."""
+        return ""
+
     def start(
         self,
         body: Callable[..., Generator[Item | Failure, None, None]],
@@ -156,5 +161,7 @@ class LayerJob(Generic[Item]):
         if self.error is None:
             seconds = time.perf_counter() - self._started
             verb = "stopped after" if self.stopped else "done:"
-            self.status.emit(f"{self.noun} {verb} {self.frames_done} frame(s) in {seconds:.1f} s")
+            self.status.emit(
+                f"{self.noun} {verb} {self.frames_done} frame(s) in {seconds:.1f} s{self.summary()}"
+            )
         self.finished.emit()

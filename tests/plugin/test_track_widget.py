@@ -20,6 +20,7 @@ from napari.layers import Image, Labels, Tracks
 from napari.utils.notifications import notification_manager
 
 from napari_sam2.tracking import (
+    Lineage,
     TrackingParams,
     read_ctc,
     sam2_mask_source,
@@ -269,11 +270,16 @@ def test_add_a_division_by_hand(
 
 
 class _GatedSource(GroundTruthMaskSource):
-    """Ground truth that waits before frame ``hold`` until the test opens the gate."""
+    """Ground truth that waits before frame ``hold`` until the test opens the gate; counts
+    how often it is closed."""
 
     def __init__(self, data: SyntheticTimelapse, hold: int) -> None:
         super().__init__(data)
         self.hold, self.gate = hold, threading.Event()
+        self.closed = 0
+
+    def close(self) -> None:
+        self.closed += 1
 
     def track(self, frame_idx: int) -> dict[int, np.ndarray]:
         if frame_idx >= self.hold:
@@ -304,6 +310,53 @@ def test_stop_keeps_finished_frames_and_their_lineage(
     assert tracking.tracks.data[:, 1].max() == 3
     assert "stopped after 4 frame(s)" in tracking.widget._status_label.text()
     assert tracking.widget._track_button.isEnabled()
+
+
+def test_stop_closes_the_source_once_the_worker_is_done(
+    open_tracking: Callable[..., Tracking], timelapse: SyntheticTimelapse
+) -> None:
+    """Stop quits the worker between frames; the run then closes its mask source (SAM 2's
+    frame prefetch) at once, not whenever the suspended worker body is collected."""
+    tracking = open_tracking(timelapse)
+    source = _GatedSource(timelapse, hold=3)
+    tracking.controller.mask_source_factory = lambda inputs: source
+    run = tracking.track()
+    tracking.qtbot.waitUntil(lambda: run.frames_done == 3, timeout=WAIT_MS)
+    tracking.widget._stop_button.click()
+    assert source.closed == 0
+    source.gate.set()
+    tracking.wait()
+    assert run.result is not None and run.result.stopped and source.closed == 1
+
+
+def test_tracks_and_divisions_follow_the_run_frame_by_frame(
+    open_tracking: Callable[..., Tracking], timelapse: SyntheticTimelapse
+) -> None:
+    """Each written frame grows the Tracks layer up to that frame; from the division's frame on
+    the divisions list shows it, and the Tracks graph and the layer's metadata link the
+    daughters to the mother, all from the frames' lineage events while the run goes."""
+    tracking = open_tracking(timelapse)
+    tracking.follow_ground_truth(timelapse)
+    seen: list[tuple[int, int, int, dict[int, list[int]], dict[int, int]]] = []
+
+    def on_frame(t: int) -> None:
+        tracks = tracking.tracks
+        parents = Lineage.from_dict(tracking.labels.metadata["lineage"]).parents()
+        count = tracking.widget._divisions_list.count()
+        seen.append((t, int(tracks.data[:, 1].max()), count, dict(tracks.graph), parents))
+
+    tracking.controller.frame_written.connect(on_frame)
+    tracking.track()
+    tracking.wait()
+    assert [(t, last) for t, last, *_ in seen] == [(t, t) for t in range(8)]
+    assert [n for _, _, n, *_ in seen] == [0] * DIVISION_FRAME + [1] * (8 - DIVISION_FRAME)
+    lineage = tracking.controller.lineage
+    assert lineage is not None
+    daughters = lineage.divisions[DIVIDING].daughters
+    for t, _, _, graph, parents in seen:
+        expected = {d: DIVIDING for d in daughters} if t >= DIVISION_FRAME else {}
+        assert parents == expected
+        assert graph == {child: [parent] for child, parent in expected.items()}
 
 
 class _FailingSource(GroundTruthMaskSource):

@@ -19,7 +19,14 @@ from napari_sam2.tracking.proposals import EntryDetector, Proposer, make_propose
 if TYPE_CHECKING:
     from sam2.sam2_video_predictor import SAM2VideoPredictor
 
-__all__ = ["MaskSource", "PromptSeed", "SAM2MaskSource", "exclusive_masks", "sam2_mask_source"]
+__all__ = [
+    "MaskSource",
+    "PromptSeed",
+    "SAM2MaskSource",
+    "close_source",
+    "exclusive_masks",
+    "sam2_mask_source",
+]
 
 _PROMPT_ID = "__napari_sam2_prompt__"  # temporary object while a click becomes a mask
 
@@ -79,6 +86,18 @@ class MaskSource(Protocol):
     def segment(self, frame_idx: int, prompt: PromptSeed) -> np.ndarray:
         """The (Y, X) bool mask that a click/box prompt selects on ``frame_idx``."""
         ...
+
+
+@runtime_checkable
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+def close_source(source: MaskSource) -> None:
+    """Release what a source holds now (SAM 2's frame prefetch thread); sources without a
+    ``close`` (test doubles) need nothing."""
+    if isinstance(source, _Closable):
+        source.close()
 
 
 def exclusive_masks(logits: Any, obj_ids: list[Hashable]) -> dict[Hashable, np.ndarray]:

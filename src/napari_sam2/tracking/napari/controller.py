@@ -1,10 +1,12 @@
 """Cell tracking inside napari: one controller per dock widget, holding the last run's results.
 
 :class:`TrackingController` starts a :class:`~.run.TrackingRun` into a new Labels layer (bad
-input becomes a notification before any worker starts), and when it ends, or is stopped, keeps
-its lineage, stores it in the layer's ``metadata["lineage"]`` and adds or updates a Tracks
-layer. Division corrections and exports go through it as well, so the widget only forwards
-clicks. torch is never imported here.
+input becomes a notification before any worker starts). While it runs, each written frame grows
+the Tracks layer and, on a division, refreshes the divisions list, both from the run's lineage,
+which the frames' lineage events keep current. When it ends, or is stopped, the controller keeps
+the run's final lineage (also in the layer's ``metadata["lineage"]``) and rebuilds the Tracks
+layer from the labels. Division corrections and exports go through it as well, so the widget
+only forwards clicks. torch is never imported here.
 """
 
 from __future__ import annotations
@@ -17,20 +19,15 @@ from psygnal import Signal
 
 from napari_sam2.axes import layer_array
 from napari_sam2.layers import new_labels_layer
-from napari_sam2.models import TRACKING_OPTIONS
 from napari_sam2.models import ModelLoader as PredictorFactory
 from napari_sam2.tracking import editing
-from napari_sam2.tracking.lineage import Division, Lineage
-from napari_sam2.tracking.napari.run import (
-    MaskSourceFactory,
-    TrackingInputs,
-    TrackingRun,
-    prepare_inputs,
-)
+from napari_sam2.tracking.lineage import Division, Lineage, TrackDivided
+from napari_sam2.tracking.napari.inputs import prepare_inputs
+from napari_sam2.tracking.napari.run import MaskSourceFactory, TrackingRun, sam2_source_factory
+from napari_sam2.tracking.napari.tracks_layer import LiveTracks
 from napari_sam2.tracking.params import TrackingParams
 from napari_sam2.tracking.proposals import EntryDetector
-from napari_sam2.tracking.sources import MaskSource
-from napari_sam2.tracking.tracks import tracks_layer_data
+from napari_sam2.tracking.results import FrameUpdate
 
 if TYPE_CHECKING:
     import napari
@@ -43,10 +40,10 @@ class TrackingController:
     """Runs tracking for a dock widget and keeps the last run's layers and lineage.
 
     ``mask_source_factory`` is the hook for other mask sources: a callable taking the
-    :class:`TrackingInputs` and returning a
+    :class:`~.inputs.TrackingInputs` and returning a
     :class:`~napari_sam2.tracking.sources.MaskSource`, called in the worker thread. None (the
     default) tracks with SAM 2 from the predictor factory, exactly as the command line does
-    (:func:`~napari_sam2.tracking.sources.sam2_mask_source`).
+    (:func:`~.run.sam2_source_factory`).
     """
 
     status = Signal(str)
@@ -60,7 +57,7 @@ class TrackingController:
         self.run: TrackingRun | None = None
         self.lineage: Lineage | None = None
         self.labels_layer: Labels | None = None
-        self.tracks_layer: Tracks | None = None
+        self._tracks: LiveTracks | None = None
         self._factory = factory
         viewer.layers.events.removed.connect(self._on_layer_removed)
 
@@ -70,6 +67,11 @@ class TrackingController:
     @property
     def running(self) -> bool:
         return self.run is not None and self.run.running
+
+    @property
+    def tracks_layer(self) -> Tracks | None:
+        """The Tracks layer of the last run's labels, while it is in the viewer."""
+        return self._tracks.layer if self._tracks is not None else None
 
     @property
     def image_layer(self) -> Image | None:
@@ -104,13 +106,14 @@ class TrackingController:
         labels.name = f"{inputs.image.name} tracked"
         labels.metadata["lineage"] = Lineage().to_dict()
         self.viewer.add_layer(labels)
-        self.labels_layer, self.tracks_layer, self.lineage = labels, None, None
         run = TrackingRun(self.viewer, inputs, labels)
+        self.labels_layer, self.lineage = labels, run.lineage
+        self._tracks = LiveTracks(self.viewer, labels, f"{inputs.image.name} tracks")
         run.status.connect(self._relay_status)
-        run.frame_done.connect(self._on_frame_done)
+        run.frame_written.connect(self._on_frame_written)
         run.finished.connect(self._on_run_finished)
         self.run = run
-        run.start(lambda: self._open_source(inputs))
+        run.run(self.mask_source_factory or sam2_source_factory(self._factory))
         self.running_changed.emit(True)
         self.lineage_changed.emit()
         return run
@@ -126,24 +129,15 @@ class TrackingController:
     def _relay_status(self, text: str) -> None:
         self.status.emit(text)
 
-    def _open_source(self, inputs: TrackingInputs) -> MaskSource:
-        if self.mask_source_factory is not None:
-            return self.mask_source_factory(inputs)
-        from napari_sam2.tracking.sources import sam2_mask_source
-
-        return sam2_mask_source(
-            self._factory().video_predictor(TRACKING_OPTIONS),
-            inputs.frames,
-            entries=inputs.entries,
-            contrast_limits=inputs.contrast_limits,
-        )
-
-    def _on_frame_done(self, frame: int) -> None:
-        labels = self.labels_layer
-        if labels is not None and self.run is not None and self.run.divisions:
-            self.lineage = Lineage.from_dict(labels.metadata["lineage"])
+    def _on_frame_written(self, update: FrameUpdate) -> None:
+        """A frame is in the layer and in the run's lineage: grow the tracks, list divisions."""
+        run = self.run
+        if run is None or self._tracks is None:
+            return
+        self._tracks.add_frame(update.frame, update.labels, run.lineage)
+        if any(isinstance(e, TrackDivided) for e in update.lineage_events):
             self.lineage_changed.emit()
-        self.frame_written.emit(frame)
+        self.frame_written.emit(update.frame)
 
     def _on_run_finished(self) -> None:
         run = self.run
@@ -155,38 +149,17 @@ class TrackingController:
             self.lineage = run.result.lineage
             self._show_tracks()
         else:
+            if self._tracks is not None and self._tracks.layer is not None:
+                self.viewer.layers.remove(self._tracks.layer)
             self.labels_layer, self.lineage = None, None
         self.running_changed.emit(False)
         self.lineage_changed.emit()
 
     # -------------------------------------------------------------- results
     def _show_tracks(self) -> None:
-        """Add the Tracks layer, or update it in place (keeping the user's display settings)."""
-        image, labels, lineage = self.image_layer, self.labels_layer, self.lineage
-        if labels is None or lineage is None:
-            return
-        data = tracks_layer_data(labels.data, lineage)
-        tracks = self.tracks_layer
-        if not len(data.data):
-            if tracks is not None and tracks in self.viewer.layers:
-                self.viewer.layers.remove(tracks)
-            self.tracks_layer = None
-            return
-        if tracks is not None and tracks in self.viewer.layers:
-            tracks.data = data.data
-            tracks.graph = data.graph
-            tracks.features = data.features
-            return
-        name = f"{image.name} tracks" if image is not None else "tracks"
-        self.tracks_layer = self.viewer.add_tracks(
-            data.data,
-            graph=data.graph,
-            features=data.features,
-            name=name,
-            scale=labels.scale,
-            translate=labels.translate,
-            tail_length=10,
-        )
+        """The Tracks layer again from the labels and the lineage (after a run or an edit)."""
+        if self._tracks is not None and self.lineage is not None:
+            self._tracks.rebuild(self.lineage)
 
     def _edited(self, touched: list[int]) -> None:
         """Labels and lineage changed by hand: refresh the layer, its metadata and the tracks."""
@@ -289,8 +262,8 @@ class TrackingController:
         self.status.emit(f"saved {len(table['frame'])} measurement row(s) to {path}")
 
     def _on_layer_removed(self, event: Any) -> None:
-        if event.value is self.tracks_layer:
-            self.tracks_layer = None
+        if self._tracks is not None:
+            self._tracks.removed(event.value)
         if event.value is self.labels_layer and not self.running:
             self.labels_layer, self.lineage = None, None
             self.lineage_changed.emit()

@@ -2,7 +2,7 @@
 
 Seeds (one label per cell on a frame) are followed with SAM 2 to the end of a (T, Y, X)
 time-lapse, with divisions, entries and exits (:mod:`napari_sam2.tracking`). The work runs in
-the :class:`~napari_sam2.tracking.napari.controller.TrackingController`; controls are private
+the :class:`~.controller.TrackingController`; controls are private
 attributes so tests and scripts can set them and call the handlers directly.
 """
 
@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (
 from napari_sam2.models import ModelLoader as PredictorFactory
 from napari_sam2.tracking.lineage import Division
 from napari_sam2.tracking.napari.controller import TrackingController
-from napari_sam2.tracking.napari.run import check_image
+from napari_sam2.tracking.napari.inputs import check_image
 from napari_sam2.tracking.params import TrackingParams
 from napari_sam2.tracking.proposals import EntryDetector
 from napari_sam2.widgets._layer_combo import LayerCombo

@@ -6,6 +6,7 @@ napari-free core (the widget and the command line drive the same code):
 - :mod:`.inputs`: checks on the stack, the seed labels and the output array;
 - :mod:`.engine`: :func:`track_cells` / :class:`CellTracker`, the frame-by-frame loop;
 - :mod:`.results`: :class:`FrameUpdate`, :class:`TrackEvent`, :class:`TrackingResult`;
+- :mod:`.seeds`: the seed frame's objects (seed labels plus click/box prompts);
 - :mod:`.sources`: the :class:`MaskSource` protocol and :class:`SAM2MaskSource`;
 - :mod:`.proposals`: candidate regions for cells entering the field;
 - :mod:`.events`: division, entry and exit rules on masks;

@@ -31,6 +31,7 @@ from napari_sam2.tracking.lineage import (
 )
 from napari_sam2.tracking.params import TrackingParams
 from napari_sam2.tracking.results import FrameUpdate, TrackEvent, TrackingError, TrackingResult
+from napari_sam2.tracking.seeds import seed_frame_labels
 from napari_sam2.tracking.sources import MaskSource, PromptSeed
 
 __all__ = ["CellTracker", "track_cells"]
@@ -138,22 +139,7 @@ class CellTracker:
     # ------------------------------------------------------------------ frames
     def _seed(self, source: MaskSource) -> FrameUpdate:
         t = self.seed_frame
-        frame = np.zeros(self.shape[1:], dtype=np.int64)
-        for label in np.unique(self.seed)[1:]:
-            frame[self.seed == label] = label
-        for i, prompt in enumerate(self.prompts):
-            mask = np.asarray(source.segment(t, prompt), dtype=bool) & (frame == 0)
-            if mask.sum() < self.params.min_area:
-                raise ValueError(
-                    f"prompt {i} selects no free region of at least {self.params.min_area} "
-                    f"pixels on frame {t}; move the click or box onto an untracked cell"
-                )
-            track_id = prompt.track_id if prompt.track_id is not None else None
-            if track_id is None:
-                track_id = max(int(frame.max()), self.lineage.next_id() - 1) + 1
-            if (frame == track_id).any():
-                raise ValueError(f"prompt {i} asks for track id {track_id}, which is taken")
-            frame[mask] = track_id
+        frame = seed_frame_labels(self.seed, self.prompts, source, t, self.params.min_area)
         for label in np.unique(frame)[1:]:
             label = int(label)
             mask = frame == label

@@ -71,7 +71,31 @@ class TrackWidget(DockWidget):
     def _build(self) -> None:
         # no config choice: a local checkpoint's config comes from its file name
         self._model_box = ModelControls(choose_config=False, compact=True)
+        input_box = self._build_input_box()
+        rules_box = self._build_rules_box()
+        self._track_button = QPushButton("Track")
+        self._track_button.setToolTip("Follow every seed cell from the seed frame to the end")
+        self._stop_button = QPushButton("Stop")
+        self._stop_button.setToolTip("Stop after the current frame; finished frames are kept")
+        self._status_label = QLabel("Choose a time-lapse and a Labels layer with seed cells.")
+        self._status_label.setWordWrap(True)
+        divisions_box = self._build_divisions_box()
+        self._export_ctc_button = QPushButton("Export CTC…")
+        self._export_ctc_button.setToolTip("mask###.tif + res_track.txt (Cell Tracking Challenge)")
+        self._measure_button = QPushButton("Measurements CSV…")
+        self._measure_button.setToolTip("Area, centroid, mean intensity per cell and frame")
 
+        layout = QVBoxLayout(self)
+        for widget in (self._model_box, input_box, rules_box):
+            layout.addWidget(widget)
+        layout.addWidget(row(self._track_button, self._stop_button))
+        layout.addWidget(self._status_label)
+        layout.addWidget(divisions_box)
+        layout.addWidget(row(self._export_ctc_button, self._measure_button))
+        layout.addStretch(1)
+        self._connect()
+
+    def _build_input_box(self) -> QGroupBox:
         self._image_combo = LayerCombo(self._viewer, Image)
         self._image_label = QLabel()
         self._image_label.setWordWrap(True)
@@ -85,7 +109,15 @@ class TrackWidget(DockWidget):
         self._seed_frame_spin.setSpecialValueText("current frame")
         self._seed_frame_spin.setValue(CURRENT_FRAME)
         self._seed_frame_spin.setToolTip("Tracking starts here and runs to the last frame")
+        box = QGroupBox("Input")
+        form = QFormLayout(box)
+        form.addRow("Image", self._image_combo)
+        form.addRow("", self._image_label)
+        form.addRow("Seeds", self._seeds_combo)
+        form.addRow("Seed frame", self._seed_frame_spin)
+        return box
 
+    def _build_rules_box(self) -> QGroupBox:
         defaults = TrackingParams()
         self._entries_combo = QComboBox()
         self._entries_combo.addItems([text for text, _ in ENTRY_CHOICES])
@@ -106,14 +138,16 @@ class TrackWidget(DockWidget):
         )
         self._min_area_spin = _spin(1, 10**6, defaults.min_area, " px")
         self._min_area_spin.setToolTip("Smaller masks count as 'cell absent'")
+        box = QGroupBox("Rules")
+        form = QFormLayout(box)
+        form.addRow("New cells", self._entries_combo)
+        form.addRow("Look every", self._entry_every_spin)
+        form.addRow("Exit when", self._exit_after_spin)
+        form.addRow("Division", self._division_spin)
+        form.addRow("Min cell area", self._min_area_spin)
+        return box
 
-        self._track_button = QPushButton("Track")
-        self._track_button.setToolTip("Follow every seed cell from the seed frame to the end")
-        self._stop_button = QPushButton("Stop")
-        self._stop_button.setToolTip("Stop after the current frame; finished frames are kept")
-        self._status_label = QLabel("Choose a time-lapse and a Labels layer with seed cells.")
-        self._status_label.setWordWrap(True)
-
+    def _build_divisions_box(self) -> QGroupBox:
         self._divisions_list = QListWidget()
         self._divisions_list.setMaximumHeight(120)
         self._divisions_list.setToolTip("Select a division to go to its frame")
@@ -127,43 +161,14 @@ class TrackWidget(DockWidget):
             "The mother divides on the current frame into its own continuation and the sister "
             "track (which must start on this frame or later)"
         )
-        self._export_ctc_button = QPushButton("Export CTC…")
-        self._export_ctc_button.setToolTip("mask###.tif + res_track.txt (Cell Tracking Challenge)")
-        self._measure_button = QPushButton("Measurements CSV…")
-        self._measure_button.setToolTip("Area, centroid, mean intensity per cell and frame")
+        box = QGroupBox("Divisions")
+        layout = QVBoxLayout(box)
+        layout.addWidget(self._divisions_list)
+        layout.addWidget(row(self._confirm_button, self._undo_button))
+        layout.addWidget(row(self._mother_spin, self._sister_spin, self._add_division_button))
+        return box
 
-        input_box = QGroupBox("Input")
-        input_form = QFormLayout(input_box)
-        input_form.addRow("Image", self._image_combo)
-        input_form.addRow("", self._image_label)
-        input_form.addRow("Seeds", self._seeds_combo)
-        input_form.addRow("Seed frame", self._seed_frame_spin)
-
-        rules_box = QGroupBox("Rules")
-        rules_form = QFormLayout(rules_box)
-        rules_form.addRow("New cells", self._entries_combo)
-        rules_form.addRow("Look every", self._entry_every_spin)
-        rules_form.addRow("Exit when", self._exit_after_spin)
-        rules_form.addRow("Division", self._division_spin)
-        rules_form.addRow("Min cell area", self._min_area_spin)
-
-        divisions_box = QGroupBox("Divisions")
-        divisions_layout = QVBoxLayout(divisions_box)
-        divisions_layout.addWidget(self._divisions_list)
-        divisions_layout.addWidget(row(self._confirm_button, self._undo_button))
-        divisions_layout.addWidget(
-            row(self._mother_spin, self._sister_spin, self._add_division_button)
-        )
-
-        layout = QVBoxLayout(self)
-        for widget in (self._model_box, input_box, rules_box):
-            layout.addWidget(widget)
-        layout.addWidget(row(self._track_button, self._stop_button))
-        layout.addWidget(self._status_label)
-        layout.addWidget(divisions_box)
-        layout.addWidget(row(self._export_ctc_button, self._measure_button))
-        layout.addStretch(1)
-
+    def _connect(self) -> None:
         self._model_box.changed.connect(self._on_model_changed)
         self._model_box.hint.connect(self._on_status)
         self._image_combo.currentIndexChanged.connect(self._on_image_changed)

@@ -359,6 +359,53 @@ def test_tracks_and_divisions_follow_the_run_frame_by_frame(
         assert graph == {child: [parent] for child, parent in expected.items()}
 
 
+def test_removing_the_output_layer_stops_the_run(
+    open_tracking: Callable[..., Tracking], timelapse: SyntheticTimelapse
+) -> None:
+    """The output Labels removed mid-run: one notification names it (the shared job
+    lifecycle's sentence), the run stops and its Tracks layer goes too."""
+    tracking = open_tracking(timelapse)
+    source = _GatedSource(timelapse, hold=3)
+    tracking.controller.mask_source_factory = lambda inputs: source
+    run = tracking.track()
+    tracking.qtbot.waitUntil(lambda: run.frames_done == 3, timeout=WAIT_MS)
+    assert tracking.controller.tracks_layer is not None
+    start = len(notification_manager.records)
+    tracking.viewer.layers.remove(tracking.labels)
+    source.gate.set()
+    tracking.wait()
+    errors = errors_after(start)
+    assert errors == [
+        "tracking stopped: the output Labels layer 'cells tracked' was removed; "
+        "3 frame(s) were done"
+    ], errors
+    assert tracking.controller.labels_layer is None and tracking.controller.tracks_layer is None
+    assert [layer.name for layer in tracking.viewer.layers] == ["cells", "seeds"]
+    assert source.closed == 1
+
+
+def test_a_tracks_layer_removed_mid_run_comes_back_at_the_end(
+    open_tracking: Callable[..., Tracking], timelapse: SyntheticTimelapse
+) -> None:
+    """The user removes the growing Tracks layer: later frames do not add it back (the run
+    never fights the user), and the finished run shows it again, whole."""
+    tracking = open_tracking(timelapse)
+    source = _GatedSource(timelapse, hold=3)
+    tracking.controller.mask_source_factory = lambda inputs: source
+    later: list[bool] = []
+    tracking.controller.frame_written.connect(
+        lambda t: later.append(tracking.controller.tracks_layer is None) if t >= 3 else None
+    )
+    run = tracking.track()
+    tracking.qtbot.waitUntil(lambda: run.frames_done == 3, timeout=WAIT_MS)
+    tracking.viewer.layers.remove(tracking.tracks)
+    source.gate.set()
+    tracking.wait()
+    assert later == [True] * 5
+    _assert_tracks_match(tracking)
+    assert tracking.tracks.data[:, 1].max() == 7
+
+
 class _FailingSource(GroundTruthMaskSource):
     """Ground truth until frame ``fail``, where it raises like a model out of memory."""
 

@@ -71,7 +71,11 @@ class LiveTracks:
             tracks.graph = data.graph
             tracks.features = data.features
             return
-        self.layer = self.viewer.add_tracks(
+        from napari.layers import Tracks
+
+        # built here, not with viewer.add_tracks: a plugin's viewer is a proxy that would hand
+        # back a proxy of the layer, and the viewer's "removed" event names the layer itself
+        self.layer = Tracks(
             data.data,
             graph=data.graph,
             features=data.features,
@@ -80,3 +84,4 @@ class LiveTracks:
             translate=self.labels.translate,
             tail_length=10,
         )
+        self.viewer.add_layer(self.layer)

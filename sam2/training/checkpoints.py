@@ -12,9 +12,8 @@ import json
 import os
 from pathlib import Path
 
-from torch import nn
-
 from sam2.configs import SAM2Config, config_to_dict, load_config_json
+from sam2.modeling.sam2_model import SAM2Model
 from sam2.training.trainable import has_lora, merge_lora
 
 
@@ -23,8 +22,10 @@ def config_path_for(weights: str | os.PathLike[str]) -> Path:
     return Path(weights).with_suffix(".json")
 
 
-def save_weights(model: nn.Module, path: str | os.PathLike[str], config: SAM2Config) -> Path:
-    """Write official-key weights (fp32, LoRA merged on a copy) and the config beside them."""
+def save_weights(model: SAM2Model, path: str | os.PathLike[str]) -> Path:
+    """Write official-key weights (fp32, LoRA merged on a copy) and ``model.config`` beside
+    them (the JSON is what build_sam2 needs to rebuild the same architecture)."""
+    config = model.config
     from safetensors.torch import save_file
 
     path = Path(path)

@@ -187,7 +187,10 @@ def video_forward(
                 )
         from_points = is_cond and kind != "mask"
         features, mem_pos = model.encode_memory(
-            feats.vision_features, heads.high_res_masks, heads.object_score_logits, from_points
+            feats.vision_features,
+            heads.high_res_masks,
+            heads.object_score_logits,
+            binarize=from_points,
         )
         output = FrameOutput(
             pred_masks=None,

@@ -107,7 +107,7 @@ def test_step_loss_uses_the_best_output_and_zeroes_absent_objects() -> None:
 
 def test_loss_falls_over_a_few_steps(config: SAM2Config, dataset: StackDataset) -> None:
     """From random weights the loss of the first steps is well above that of the last ones."""
-    trainer = Trainer(_model(config), config, dataset, _options(steps=24))
+    trainer = Trainer(_model(config), dataset, _options(steps=24))
     losses = [log.loss["total"] for log in trainer.run()]
     assert np.mean(losses[-4:]) < 0.7 * np.mean(losses[:4]), losses
 
@@ -121,9 +121,7 @@ def test_frozen_parameters_stay_bit_identical(
 ) -> None:
     """Only what ``trainable`` names changes; everything frozen is untouched, bit for bit."""
     model = _model(config)
-    trainer = Trainer(
-        model, config, dataset, _options(trainable=choice, steps=3, video_fraction=0.5)
-    )
+    trainer = Trainer(model, dataset, _options(trainable=choice, steps=3, video_fraction=0.5))
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
     list(trainer.run())
     trained = set(trainer.trained)
@@ -166,14 +164,14 @@ def test_checkpoint_loads_strict_and_resumes_exactly(
 ) -> None:
     """Weights load strict through build_sam2 with the saved config; resume continues exactly."""
     options = _options(steps=4, video_fraction=0.5)
-    first = Trainer(_model(config), config, dataset, options)
+    first = Trainer(_model(config), dataset, options)
     for _ in range(2):
         first.train_step()
     weights = first.save(tmp_path)
     expected = first.train_step().loss["total"]
 
     loaded = build_sam2(str(weights.with_suffix(".json")), str(weights), device="cpu")
-    resumed = Trainer(_model(config, seed=5), config, dataset, options)
+    resumed = Trainer(_model(config, seed=5), dataset, options)
     resumed.resume(tmp_path)
     assert resumed.step == 2
     for key, value in resumed.model.state_dict().items():
@@ -194,15 +192,13 @@ def test_bad_training_input_is_refused(config: SAM2Config, dataset: StackDataset
     with pytest.raises(ValueError, match="a single frame cannot train the video memory"):
         single.clip_batch(np.random.default_rng(0), 1, 4, 2)
     with pytest.raises(ValueError, match="image_size=128"):
-        Trainer(
-            _model(config), config, StackDataset([LabeledStack(image, labels)], 256), _options()
-        )
+        Trainer(_model(config), StackDataset([LabeledStack(image, labels)], 256), _options())
     with pytest.raises(ValueError, match="video_fraction"):
         _options(video_fraction=1.5)
 
 
 def test_weights_of_another_config_are_refused(config: SAM2Config, tmp_path: Path) -> None:
     """A checkpoint saved for one config does not load silently into another."""
-    path = save_weights(_model(config), config, tmp_path / "small.safetensors")
+    path = save_weights(_model(config), tmp_path / "small.safetensors")
     with pytest.raises(CheckpointError):
         build_sam2("configs/sam2.1/sam2.1_hiera_t.yaml", str(path), device="cpu")

@@ -3,7 +3,8 @@
 Reproducible from its seed: the data (sam2.synthetic, training seeds 1000-1059, validation
 seeds 1900-1903; evaluation uses seeds >= 5000, never seen here) and every random draw of the
 trainer. The best checkpoint by validation click IoU is kept in ``--out`` as it goes, so a
-stopped run still leaves a usable model. CPU only, two threads by default.
+stopped run still leaves a usable model. CPU only, one thread by default (a second thread
+barely helps on 2 cores and is much slower when anything else runs).
 
     python scripts/train_demo_model.py --minutes 80 --out sam2/weights
 """
@@ -50,7 +51,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000, help="schedule length")
     parser.add_argument("--out", type=Path, default=Path("sam2/weights"))
     parser.add_argument("--work", type=Path, default=Path("demo-training"))
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--validate-every", type=int, default=100)
     args = parser.parse_args()

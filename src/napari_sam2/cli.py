@@ -25,7 +25,7 @@ from napari_sam2.headless import (
     run_segment,
     run_tracking,
 )
-from napari_sam2.models import DEFAULT_MODEL
+from napari_sam2.models import DEFAULT_MODEL, DEMO_MODEL
 from napari_sam2.tracking.engine import TrackingError
 from napari_sam2.tracking.params import TrackingParams
 from napari_sam2.tracking.proposals import ENTRY_DETECTORS
@@ -105,7 +105,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _model_arguments(group: Any) -> None:
-    group.add_argument("--model", default=DEFAULT_MODEL, help=f"hub id or name ({DEFAULT_MODEL})")
+    group.add_argument(
+        "--model",
+        help=f"hub id or name (default: {DEFAULT_MODEL} if it is in the Hugging Face cache, "
+        f"else {DEMO_MODEL}, the offline demo model)",
+    )
     group.add_argument("--checkpoint", help="local .pt/.safetensors file instead of --model")
     group.add_argument("--config", help="config of --checkpoint if its name does not tell")
     group.add_argument("--device", help="cpu, cuda, mps (default: the best available)")

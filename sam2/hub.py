@@ -57,11 +57,15 @@ def hub_model_ids() -> list[str]:
 
 
 def config_for_checkpoint(path: str | os.PathLike[str]) -> str | None:
-    """The config of a released checkpoint, by file name (``sam2.1_hiera_tiny.pt``), or None.
+    """The config of a checkpoint: the ``.json`` written beside it by :mod:`sam2.training`
+    (a fine-tuned or trained model), else a released one by file name, else None.
 
-    Only the name counts (any folder, any extension): ``.../sam2_hiera_large.pth`` gives
-    ``configs/sam2/sam2_hiera_l.yaml``; a renamed or fine-tuned file gives None.
+    Only the name counts for released files (any folder, any extension):
+    ``.../sam2_hiera_large.pth`` gives ``configs/sam2/sam2_hiera_l.yaml``.
     """
+    beside = Path(path).with_suffix(".json")
+    if beside.is_file():
+        return str(beside)
     name = Path(path).name
     stem = name.rsplit(".", 1)[0]
     for config, filename in HF_MODEL_ID_TO_FILENAMES.values():

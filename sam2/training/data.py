@@ -153,8 +153,8 @@ class StackDataset:
                 unit, labels = unit[::-1], labels[::-1]
             unit, labels = augment(unit, labels, self.augment, rng)
             labels = resize_labels(labels, self.image_size)
-            ids, counts = np.unique(labels[0], return_counts=True)
-            ids = [int(i) for i, c in zip(ids, counts) if i != 0 and c >= self.min_area]
+            values, counts = np.unique(labels[0], return_counts=True)
+            ids = [int(i) for i, c in zip(values, counts) if i != 0 and c >= self.min_area]
             if ids:
                 chosen = rng.permutation(ids)[:max_objects].tolist()
                 return normalise(unit, self.image_size), labels, chosen

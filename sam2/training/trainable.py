@@ -42,9 +42,9 @@ class LoRALinear(nn.Linear):
                 self.bias.copy_(base.bias)
         self.rank, self.alpha = rank, float(alpha)
         self.scaling = self.alpha / rank
-        factory = {"device": base.weight.device, "dtype": base.weight.dtype}
-        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features, **factory))
-        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, **factory))
+        device, dtype = base.weight.device, base.weight.dtype
+        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features, device=device, dtype=dtype))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, device=device, dtype=dtype))
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
 
     def forward(self, x: Tensor) -> Tensor:

@@ -117,7 +117,8 @@ class Trainer:
         self.trained = apply_trainable(
             model, options.trainable, options.lora_rank, options.lora_alpha
         )
-        decay, no_decay = [], []
+        decay: list[torch.nn.Parameter] = []
+        no_decay: list[torch.nn.Parameter] = []
         for name, p in model.named_parameters():
             if p.requires_grad:
                 (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)

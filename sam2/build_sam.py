@@ -105,7 +105,7 @@ def build_model(config: SAM2Config) -> SAM2Model:
         num_layers=config.memory_attention_layers,
         layer=MemoryAttentionLayer(
             activation="relu",
-            dim_feedforward=2048,
+            dim_feedforward=config.memory_attention_dim_feedforward,
             dropout=0.1,
             pos_enc_at_attn=False,
             pos_enc_at_cross_attn_keys=True,
@@ -124,8 +124,9 @@ def build_model(config: SAM2Config) -> SAM2Model:
     )
     memory_encoder = MemoryEncoder(
         out_dim=m,
+        in_dim=d,
         position_encoding=PositionEmbeddingSine(num_pos_feats=m),
-        mask_downsampler=MaskDownSampler(kernel_size=3, stride=2, padding=1),
+        mask_downsampler=MaskDownSampler(embed_dim=d, kernel_size=3, stride=2, padding=1),
         fuser=Fuser(
             CXBlock(dim=d, kernel_size=7, padding=3, layer_scale_init_value=1e-6, use_dwconv=True),
             num_layers=2,
@@ -140,10 +141,15 @@ def build_model(config: SAM2Config) -> SAM2Model:
     )
     mask_decoder = MaskDecoder(
         num_multimask_outputs=3,
-        transformer=TwoWayTransformer(depth=2, embedding_dim=d, mlp_dim=2048, num_heads=8),
+        transformer=TwoWayTransformer(
+            depth=2,
+            embedding_dim=d,
+            mlp_dim=config.decoder_mlp_dim,
+            num_heads=config.decoder_num_heads,
+        ),
         transformer_dim=d,
         iou_head_depth=3,
-        iou_head_hidden_dim=256,
+        iou_head_hidden_dim=config.iou_head_hidden_dim,
         use_high_res_features=config.use_high_res_features_in_sam,
         iou_prediction_use_sigmoid=config.iou_prediction_use_sigmoid,
         pred_obj_scores=config.pred_obj_scores,

@@ -83,6 +83,11 @@ class SAM2Config:
     mem_dim: int = 64
     fpn_top_down_levels: tuple[int, ...] = (2, 3)
     memory_attention_layers: int = 4
+    # widths hard-coded in the reference; fields so that reduced models (demo-cells) are config
+    memory_attention_dim_feedforward: int = 2048
+    decoder_mlp_dim: int = 2048
+    decoder_num_heads: int = 8
+    iou_head_hidden_dim: int = 256
 
     @property
     def size(self) -> str:
@@ -159,6 +164,31 @@ _SIZE_ALIASES = {
 }
 
 
+# Our own small model (not released by Meta): the SAM 2.1 architecture at reduced width and
+# depth for 256-pixel inputs, trained offline on synthetic cells (scripts/train_demo_model.py).
+DEMO_CELLS = SAM2Config(
+    name="demo-cells",
+    version="2.1",
+    trunk=HieraConfig(
+        embed_dim=24,
+        num_heads=1,
+        stages=(1, 2, 3, 1),
+        global_att_blocks=(4, 5),
+        window_pos_embed_bkg_spatial_size=(4, 4),
+        window_spec=(8, 8, 16, 8),
+    ),
+    image_size=256,
+    d_model=64,
+    mem_dim=32,
+    memory_attention_layers=2,
+    memory_attention_dim_feedforward=256,
+    decoder_mlp_dim=256,
+    decoder_num_heads=4,
+    iou_head_hidden_dim=64,
+)
+EXTRA_CONFIGS: dict[str, SAM2Config] = {DEMO_CELLS.name: DEMO_CELLS}
+
+
 def config_file_name(config: SAM2Config) -> str:
     """The reference's package-relative YAML path for a released config."""
     folder = "sam2.1" if config.version == "2.1" else "sam2"
@@ -166,7 +196,7 @@ def config_file_name(config: SAM2Config) -> str:
 
 
 def resolve_config(name: str | SAM2Config) -> SAM2Config:
-    """Find a released config by any of its familiar names.
+    """Find a released config by any of its familiar names (or ours: ``demo-cells``, a JSON).
 
     Accepts ``configs/sam2.1/sam2.1_hiera_t.yaml``, ``sam2_hiera_l.yaml``, ``sam2.1_hiera_t``,
     ``sam2.1_hiera_tiny``, ``sam2.1-hiera-base-plus`` and bare sizes (``tiny``: SAM 2.1).
@@ -174,6 +204,10 @@ def resolve_config(name: str | SAM2Config) -> SAM2Config:
     if isinstance(name, SAM2Config):
         return name
     text = str(name).strip()
+    if text in EXTRA_CONFIGS:
+        return EXTRA_CONFIGS[text]
+    if text.lower().endswith(".json"):
+        return load_config_json(text)
     stem = re.sub(r"\.ya?ml$", "", text.replace("\\", "/").rsplit("/", 1)[-1]).lower()
     stem = stem.replace("-", "_").replace("base_plus", "b+")
     if stem in _SIZE_ALIASES:
@@ -184,8 +218,54 @@ def resolve_config(name: str | SAM2Config) -> SAM2Config:
     choices = ", ".join(config_file_name(c) for c in CONFIGS.values())
     raise ValueError(
         f"unknown SAM 2 config {name!r}; use one of {choices}, a short name such as "
-        "'sam2.1_hiera_t', or a size ('tiny', 'small', 'base_plus', 'large')"
+        "'sam2.1_hiera_t', a size ('tiny', 'small', 'base_plus', 'large'), "
+        f"one of {sorted(EXTRA_CONFIGS)} or a config .json written by sam2.training"
     )
+
+
+def config_to_dict(config: SAM2Config) -> dict[str, Any]:
+    """Plain JSON-able form of a config (tuples become lists)."""
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(data: dict[str, Any]) -> SAM2Config:
+    """Inverse of :func:`config_to_dict`; unknown keys are refused, missing ones get defaults."""
+    data = dict(data)
+    trunk = data.pop("trunk", None)
+    if not isinstance(trunk, dict):
+        raise ValueError("a SAM 2 config needs a 'trunk' object with the Hiera settings")
+    trunk_known = {f.name for f in dataclasses.fields(HieraConfig)}
+    known = {f.name for f in dataclasses.fields(SAM2Config)}
+    unknown = sorted((set(data) - known) | {f"trunk.{k}" for k in set(trunk) - trunk_known})
+    if unknown:
+        raise ValueError(f"unknown SAM 2 config field(s) {unknown}")
+    if "name" not in data or "version" not in data:
+        raise ValueError("a SAM 2 config needs 'name' and 'version'")
+
+    def fix(value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value
+
+    hiera = HieraConfig(**{k: fix(v) for k, v in trunk.items()})
+    return SAM2Config(trunk=hiera, **{k: fix(v) for k, v in data.items()})
+
+
+def load_config_json(path: str) -> SAM2Config:
+    """Config saved beside trained weights (``<name>.json``, see :mod:`sam2.training`)."""
+    import json
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"config file not found: {file}")
+    try:
+        data = json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{file} is not valid JSON: {exc}") from exc
+    if isinstance(data, dict) and "config" in data:
+        data = data["config"]
+    if not isinstance(data, dict):
+        raise ValueError(f"{file} does not hold a SAM 2 config object")
+    return config_from_dict(data)
 
 
 def _parse_value(text: str) -> Any:

@@ -3,6 +3,11 @@
 ``huggingface_hub`` does the work: its cache (``HF_HOME`` / ``cache_dir``), revisions and offline
 mode (``HF_HUB_OFFLINE=1``) behave as everywhere else. What we add is the mapping from model ids
 to files and an error that tells a user without network what to download and where to put it.
+
+One id is not on the Hub: ``napari-sam2/demo-cells``, a small SAM 2 trained by this project from
+random weights on synthetic cells (``scripts/train_demo_model.py``). Its weights ship inside the
+package, so it loads with no network through the same calls as the released models. It is for
+trying the plugin and for our tests; real work wants the released SAM 2.1 weights.
 """
 
 from __future__ import annotations
@@ -25,17 +30,42 @@ HF_MODEL_ID_TO_FILENAMES: dict[str, tuple[str, str]] = {
 }
 
 
+#: Models shipped inside this package: id -> (config name, file under sam2/weights/).
+EMBEDDED_MODELS: dict[str, tuple[str, str]] = {
+    "napari-sam2/demo-cells": ("demo-cells", "demo_cells.safetensors"),
+}
+DEMO_MODEL_ID = "napari-sam2/demo-cells"
+
+
+def embedded_model_path(model_id: str) -> Path:
+    """The packaged weights of an embedded model (a safetensors file: no code can run)."""
+    from importlib.resources import files
+
+    _, filename = EMBEDDED_MODELS[model_id]
+    path = Path(str(files("sam2") / "weights" / filename))
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"the weights of {model_id} are missing from this installation ({path}); "
+            "reinstall napari-sam2, or rebuild them with scripts/train_demo_model.py"
+        )
+    return path
+
+
 def hub_model_ids() -> list[str]:
     """The released model ids, SAM 2.1 first (better at the same cost), each family by size."""
     return sorted(HF_MODEL_ID_TO_FILENAMES, key=lambda model_id: "sam2.1" not in model_id)
 
 
 def config_for_checkpoint(path: str | os.PathLike[str]) -> str | None:
-    """The config of a released checkpoint, by file name (``sam2.1_hiera_tiny.pt``), or None.
+    """The config of a checkpoint: the ``.json`` written beside it by :mod:`sam2.training`
+    (a fine-tuned or trained model), else a released one by file name, else None.
 
-    Only the name counts (any folder, any extension): ``.../sam2_hiera_large.pth`` gives
-    ``configs/sam2/sam2_hiera_l.yaml``; a renamed or fine-tuned file gives None.
+    Only the name counts for released files (any folder, any extension):
+    ``.../sam2_hiera_large.pth`` gives ``configs/sam2/sam2_hiera_l.yaml``.
     """
+    beside = Path(path).with_suffix(".json")
+    if beside.is_file():
+        return str(beside)
     name = Path(path).name
     stem = name.rsplit(".", 1)[0]
     for config, filename in HF_MODEL_ID_TO_FILENAMES.values():
@@ -60,11 +90,15 @@ def download_checkpoint(
     revision: str | None = None,
     local_files_only: bool | None = None,
 ) -> tuple[str, str]:
-    """``(config name, local checkpoint path)`` for an official model id, downloading if needed."""
+    """``(config name, local checkpoint path)`` for a model id, downloading if needed.
+
+    Embedded ids (:data:`EMBEDDED_MODELS`) resolve to the packaged file, never to the network.
+    """
+    if model_id in EMBEDDED_MODELS:
+        return EMBEDDED_MODELS[model_id][0], str(embedded_model_path(model_id))
     if model_id not in HF_MODEL_ID_TO_FILENAMES:
-        raise ValueError(
-            f"unknown model id {model_id!r}; known ids: {', '.join(HF_MODEL_ID_TO_FILENAMES)}"
-        )
+        known = [*HF_MODEL_ID_TO_FILENAMES, *EMBEDDED_MODELS]
+        raise ValueError(f"unknown model id {model_id!r}; known ids: {', '.join(known)}")
     config_name, filename = HF_MODEL_ID_TO_FILENAMES[model_id]
     from huggingface_hub import hf_hub_download
     from huggingface_hub.constants import HF_HUB_CACHE, HF_HUB_OFFLINE

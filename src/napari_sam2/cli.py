@@ -5,7 +5,8 @@
 image, follows the cells with SAM 2 through the same engine as the napari widget and writes
 labels, tracks, lineage, measurements and a Cell Tracking Challenge folder;
 ``napari-sam2 segment STACK.tif --session S.sam2.json`` redoes a segmentation saved from the
-segment widget. :func:`~napari_sam2.headless.run_tracking` and
+segment widget; ``napari-sam2 train --images ... --labels ... --out DIR`` fine-tunes a model on
+annotated images (:mod:`napari_sam2.fine_tune`). :func:`~napari_sam2.headless.run_tracking` and
 :func:`~napari_sam2.headless.run_segment` are the same as Python functions.
 """
 
@@ -25,7 +26,7 @@ from napari_sam2.headless import (
     run_segment,
     run_tracking,
 )
-from napari_sam2.models import DEFAULT_MODEL
+from napari_sam2.models import DEFAULT_MODEL, DEMO_MODEL
 from napari_sam2.tracking.params import TrackingParams
 from napari_sam2.tracking.proposals import ENTRY_DETECTORS
 from napari_sam2.tracking.results import TrackingError
@@ -101,11 +102,53 @@ def _parser() -> argparse.ArgumentParser:
     _model_arguments(segment.add_argument_group("model"))
     segment.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     segment.add_argument("--quiet", action="store_true", help="no progress line")
+    _train_parser(commands)
     return parser
 
 
-def _model_arguments(group: Any) -> None:
-    group.add_argument("--model", default=DEFAULT_MODEL, help=f"hub id or name ({DEFAULT_MODEL})")
+def _train_parser(commands: Any) -> None:
+    from sam2.training.trainable import TRAINABLE_CHOICES
+
+    train = commands.add_parser(
+        "train",
+        help="fine-tune SAM 2 on annotated images or stacks",
+        description="Fine-tune a model on images with instance labels (files, folders of "
+        "pairs, or CTC sequences); the best checkpoint by validation one-click IoU is kept "
+        "in --out as model.safetensors + model.json (load it with --checkpoint).",
+    )
+    train.add_argument(
+        "--images", nargs="+", required=True, help="image files, folders or CTC sequence folders"
+    )
+    train.add_argument(
+        "--labels",
+        nargs="+",
+        help="one labels file or folder per --images entry ('-' for a CTC sequence, whose "
+        "<sequence>_GT/SEG truth is used)",
+    )
+    train.add_argument("--out", required=True, help="output folder for the trained model")
+    base = train.add_argument_group("base model")
+    _model_arguments(base, name="--base")
+    what = train.add_argument_group("training")
+    what.add_argument("--trainable", choices=TRAINABLE_CHOICES, default="decoder")
+    what.add_argument("--steps", type=int, default=300)
+    what.add_argument("--lr", type=float, default=1e-4)
+    what.add_argument("--val-fraction", type=float, default=0.2)
+    what.add_argument("--validate-every", type=int, default=50, help="steps between validations")
+    what.add_argument("--video-fraction", type=float, default=0.0, help="share of clip batches")
+    what.add_argument("--accumulate", type=int, default=1, help="micro-batches per step")
+    what.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    what.add_argument("--seed", type=int, default=0)
+    train.add_argument("--overwrite", action="store_true", help="replace a model in --out")
+    train.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+def _model_arguments(group: Any, name: str = "--model") -> None:
+    group.add_argument(
+        name,
+        dest="model",
+        help=f"hub id or name (default: {DEFAULT_MODEL} if it is in the Hugging Face cache, "
+        f"else {DEMO_MODEL}, the offline demo model)",
+    )
     group.add_argument("--checkpoint", help="local .pt/.safetensors file instead of --model")
     group.add_argument("--config", help="config of --checkpoint if its name does not tell")
     group.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
@@ -120,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _exit_code(lambda: _segment(args))
     if args.command == "track":
         return _exit_code(lambda: _track(args))
+    if args.command == "train":
+        return _exit_code(lambda: _train(args))
     parser.print_help(sys.stderr)
     return 2
 
@@ -182,6 +227,40 @@ def _segment(args: argparse.Namespace) -> str:
         progress=None if args.quiet else sys.stderr,
     )
     return f"labels written to {target}"
+
+
+def _train(args: argparse.Namespace) -> str:
+    from napari_sam2.fine_tune import gather_stacks, run_fine_tuning
+    from sam2.training.trainer import TrainingOptions
+
+    labels = args.labels or ["-"] * len(args.images)
+    stacks = gather_stacks(args.images, [None if x == "-" else x for x in labels])
+    options = TrainingOptions(
+        steps=args.steps,
+        lr=args.lr,
+        warmup_steps=min(50, max(args.steps // 10, 1)),
+        trainable=args.trainable,
+        video_fraction=args.video_fraction,
+        accumulate=args.accumulate,
+        bf16=args.bf16,
+        seed=args.seed,
+    )
+    choice = model_choice(args.model, args.checkpoint, args.config, args.device, args.image_size)
+    result = run_fine_tuning(
+        stacks,
+        args.out,
+        choice,
+        options,
+        val_fraction=args.val_fraction,
+        validate_every=args.validate_every,
+        overwrite=args.overwrite,
+        progress=None if args.quiet else sys.stderr,
+    )
+    ended = "stopped" if result.stopped else "done"
+    return (
+        f"{ended} after {result.steps} steps: validation click IoU {result.before:.3f} -> "
+        f"{result.best:.3f}; best model in {result.weights}"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,9 +20,9 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from napari_sam2.models import (
-    DEFAULT_MODEL,
     TRACKING_OPTIONS,
     ModelChoice,
+    default_model,
     model_loader,
     resolve_hub_id,
 )
@@ -100,17 +100,18 @@ def read_stack(path: str | os.PathLike[str], channel: int | None = None) -> Any:
 
 
 def model_choice(
-    model: str = DEFAULT_MODEL,
+    model: str | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     config: str | None = None,
     device: str | None = None,
     image_size: int | None = None,
 ) -> ModelChoice:
-    """The model named on the command line: a hub id or a name such as ``sam2.1_hiera_tiny``
-    or ``tiny``, or a local checkpoint file (``model`` is then ignored). ``image_size``
-    overrides the model's input size (smaller is faster and coarser)."""
+    """The model named on the command line: a hub id or a name such as ``sam2.1_hiera_tiny``,
+    ``tiny`` or ``demo-cells``, or a local checkpoint file (``model`` is then ignored); None
+    is :func:`~napari_sam2.models.default_model`. ``image_size`` overrides the model's input
+    size (smaller is faster and coarser)."""
     return ModelChoice(
-        hub_id=None if checkpoint is not None else resolve_hub_id(model),
+        hub_id=None if checkpoint is not None else resolve_hub_id(model or default_model()),
         checkpoint=None if checkpoint is None else str(checkpoint),
         config=config,
         device=device,
@@ -119,7 +120,7 @@ def model_choice(
 
 
 def load_video_predictor(
-    model: str = DEFAULT_MODEL,
+    model: str | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     config: str | None = None,
     device: str | None = None,
@@ -137,7 +138,7 @@ def run_tracking(
     out_dir: str | os.PathLike[str] | None = None,
     *,
     seed_frame: int = 0,
-    model: str = DEFAULT_MODEL,
+    model: str | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     config: str | None = None,
     device: str | None = None,
@@ -300,7 +301,7 @@ def run_segment(
     session: str | os.PathLike[str],
     out: str | os.PathLike[str] | None = None,
     *,
-    model: str = DEFAULT_MODEL,
+    model: str | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     config: str | None = None,
     device: str | None = None,

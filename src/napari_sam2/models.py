@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MODEL",
+    "DEMO_MODEL",
+    "DEMO_MODEL_LABEL",
     "LOCAL_CHECKPOINT",
     "PROPAGATION_OPTIONS",
     "TRACKING_OPTIONS",
@@ -36,12 +38,18 @@ __all__ = [
     "ModelLoader",
     "available_devices",
     "config_for_checkpoint",
+    "default_model",
     "hub_model_ids",
+    "model_ids",
     "model_loader",
     "resolve_hub_id",
 ]
 
-DEFAULT_MODEL = "facebook/sam2.1-hiera-tiny"  # fastest on a laptop CPU
+DEFAULT_MODEL = "facebook/sam2.1-hiera-tiny"  # the released model fastest on a laptop CPU
+#: Shipped inside the package (no network): for trying the plugin, not for real work.
+DEMO_MODEL = "napari-sam2/demo-cells"
+#: How the widgets list the demo model.
+DEMO_MODEL_LABEL = "demo model (synthetic cells, offline)"
 LOCAL_CHECKPOINT = "local checkpoint…"
 
 #: Propagation from the segment widget: the video builder's post-processing, and corrections
@@ -139,13 +147,35 @@ def model_loader(choice: ModelChoice) -> ModelLoader:
     return load
 
 
-def resolve_hub_id(model: str) -> str:
-    """The hub id of a hub id or of a name such as ``sam2.1_hiera_tiny`` or ``tiny``."""
-    from sam2.configs import resolve_config
+def model_ids() -> list[str]:
+    """Every model the widgets offer by id: the demo model, then the released ones."""
+    return [DEMO_MODEL, *hub_model_ids()]
+
+
+def default_model(cache_dir: str | Path | None = None) -> str:
+    """The released SAM 2.1 tiny when its checkpoint is in the Hugging Face cache (default:
+    huggingface_hub's), otherwise the embedded demo model: the plugin works offline on first
+    use, and real weights win as soon as they are there. Looks at the cache only."""
+    from huggingface_hub import try_to_load_from_cache
+
     from sam2.hub import HF_MODEL_ID_TO_FILENAMES
 
-    if model in HF_MODEL_ID_TO_FILENAMES:
+    _, filename = HF_MODEL_ID_TO_FILENAMES[DEFAULT_MODEL]
+    cached = try_to_load_from_cache(DEFAULT_MODEL, filename, cache_dir=cache_dir)
+    return DEFAULT_MODEL if isinstance(cached, str) else DEMO_MODEL
+
+
+def resolve_hub_id(model: str) -> str:
+    """The model id of an id or of a name such as ``sam2.1_hiera_tiny``, ``tiny`` or
+    ``demo-cells``."""
+    from sam2.configs import resolve_config
+    from sam2.hub import EMBEDDED_MODELS, HF_MODEL_ID_TO_FILENAMES
+
+    if model in HF_MODEL_ID_TO_FILENAMES or model in EMBEDDED_MODELS:
         return model
+    for model_id, (config, _) in EMBEDDED_MODELS.items():
+        if model == config:
+            return model_id
     try:
         wanted = resolve_config(model).name
     except ValueError as exc:

@@ -8,10 +8,13 @@ import pytest
 import torch
 
 from napari_sam2.models import (
+    DEFAULT_MODEL,
+    DEMO_MODEL,
     PROPAGATION_OPTIONS,
     TRACKING_OPTIONS,
     ModelChoice,
     config_for_checkpoint,
+    default_model,
     model_loader,
     resolve_hub_id,
 )
@@ -58,3 +61,17 @@ def test_choices_that_cannot_load_say_why(tmp_path: Path) -> None:
         resolve_hub_id("sam3-giant")
     assert resolve_hub_id("tiny") == "facebook/sam2.1-hiera-tiny"
     assert config_for_checkpoint("x/sam2_hiera_large.pt") == "configs/sam2/sam2_hiera_l.yaml"
+
+
+def test_default_model_is_the_demo_until_the_released_tiny_is_cached(tmp_path: Path) -> None:
+    """An empty Hugging Face cache gives the offline demo model; once sam2.1 tiny's file is
+    in the cache (laid out as a download leaves it), the released model is the default."""
+    assert default_model(cache_dir=tmp_path) == DEMO_MODEL
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "models--facebook--sam2.1-hiera-tiny"
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit / "sam2.1_hiera_tiny.pt").write_bytes(b"weights")
+    assert default_model(cache_dir=tmp_path) == DEFAULT_MODEL
+    assert resolve_hub_id("demo-cells") == resolve_hub_id(DEMO_MODEL) == DEMO_MODEL

@@ -11,19 +11,28 @@ from napari.layers import Points
 from napari.utils.key_bindings import KeyBinding
 from napari.utils.notifications import notification_manager
 
-from napari_sam2.models import LOCAL_CHECKPOINT
+from napari_sam2.models import (
+    DEMO_MODEL,
+    DEMO_MODEL_LABEL,
+    LOCAL_CHECKPOINT,
+    default_model,
+    hub_model_ids,
+)
 from tests.plugin.session import Session, errors_after, on_frame
 
 pytestmark = pytest.mark.gui
 
 
 def test_widget_lists_models_and_devices(open_session: Callable[..., Session]) -> None:
-    """The manifest widget offers the 8 hub models, a local checkpoint, and device choices."""
+    """The manifest widget offers the demo model, the 8 hub models and a local checkpoint
+    (the default as :func:`default_model` says), and device choices."""
     session = open_session()
     combo = session.widget._model_combo
     items = [combo.itemText(i) for i in range(combo.count())]
-    assert len(items) == 9 and items[-1] == LOCAL_CHECKPOINT
-    assert combo.currentText() == "facebook/sam2.1-hiera-tiny"
+    assert len(items) == 10 and items[-1] == LOCAL_CHECKPOINT
+    assert items[0] == DEMO_MODEL_LABEL and combo.itemData(0) == DEMO_MODEL
+    assert items[1:9] == hub_model_ids()
+    assert combo.currentData() == default_model()
     assert "t (24 planes)" in session.widget._stack_label.text()
     devices = session.widget._device_combo
     assert [devices.itemText(i).split()[0] for i in range(devices.count())] == [

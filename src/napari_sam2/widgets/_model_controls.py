@@ -25,13 +25,15 @@ from qtpy.QtWidgets import (
 )
 
 from napari_sam2.models import (
-    DEFAULT_MODEL,
+    DEMO_MODEL,
+    DEMO_MODEL_LABEL,
     LOCAL_CHECKPOINT,
     ModelChoice,
     ModelLoader,
     available_devices,
     config_for_checkpoint,
-    hub_model_ids,
+    default_model,
+    model_ids,
     model_loader,
 )
 from napari_sam2.widgets._layout import row
@@ -64,10 +66,13 @@ class ModelControls(QGroupBox):
         super().__init__("Model", parent)
         self._factory: ModelLoader | None = None
         self.model_combo = QComboBox()
-        self.model_combo.addItems([*hub_model_ids(), LOCAL_CHECKPOINT])
-        self.model_combo.setCurrentText(DEFAULT_MODEL)
+        for model_id in model_ids():  # shown by label, carried by id
+            self.model_combo.addItem(_model_label(model_id), model_id)
+        self.model_combo.addItem(LOCAL_CHECKPOINT, None)
+        self.model_combo.setCurrentIndex(self.model_combo.findData(default_model()))
         self.model_combo.setToolTip(
-            "Downloaded once into the Hugging Face cache; tiny is fastest, large most accurate"
+            "Released models are downloaded once into the Hugging Face cache (tiny is fastest, "
+            "large most accurate); the demo model ships with the plugin, for trying it offline"
         )
         self.checkpoint_edit = QLineEdit()
         self.checkpoint_edit.setPlaceholderText("path to a .pt or .safetensors file")
@@ -116,9 +121,8 @@ class ModelControls(QGroupBox):
         config = None
         if self.config_combo is not None and self.config_combo.currentIndex() > 0:
             config = self.config_combo.currentText()
-        model = self.model_combo.currentText()
         return ModelChoice(
-            hub_id=None if model == LOCAL_CHECKPOINT else model,
+            hub_id=self.model_combo.currentData(),
             checkpoint=self.checkpoint_edit.text().strip() or None,
             config=config,
             device=None if device == "auto" else device,
@@ -142,7 +146,7 @@ class ModelControls(QGroupBox):
             _mark_devices(self.device_combo)
 
     def _on_control_changed(self, *_: Any) -> None:
-        self._show_local_controls(self.model_combo.currentText() == LOCAL_CHECKPOINT)
+        self._show_local_controls(self.model_combo.currentData() is None)
         self._factory = None
         self.changed.emit()
 
@@ -192,6 +196,10 @@ def _mark_devices(combo: QComboBox) -> None:
         else:
             item.setEnabled(available[name])
             item.setText(name if available[name] else f"{name} (not available)")
+
+
+def _model_label(model_id: str) -> str:
+    return DEMO_MODEL_LABEL if model_id == DEMO_MODEL else model_id
 
 
 def _config_names() -> list[str]:

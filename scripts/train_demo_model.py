@@ -6,12 +6,13 @@ trainer. The best checkpoint by validation click IoU is kept in ``--out`` as it 
 stopped run still leaves a usable model. CPU only, one thread by default (a second thread
 barely helps on 2 cores and is much slower when anything else runs).
 
-    python scripts/train_demo_model.py --minutes 80 --out sam2/weights
+    python scripts/train_demo_model.py --minutes 75 --out sam2/weights
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import time
 from pathlib import Path
@@ -47,13 +48,22 @@ def stacks(seeds: range) -> list[LabeledStack]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=80.0, help="wall-clock budget")
-    parser.add_argument("--steps", type=int, default=3000, help="schedule length")
+    parser.add_argument("--minutes", type=float, default=75.0, help="wall-clock budget")
+    parser.add_argument("--steps", type=int, default=5000, help="schedule length")
     parser.add_argument("--out", type=Path, default=Path("sam2/weights"))
     parser.add_argument("--work", type=Path, default=Path("demo-training"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--validate-every", type=int, default=100)
+    parser.add_argument("--validate-every", type=int, default=250)
+    parser.add_argument(
+        "--easy-steps",
+        type=int,
+        default=400,
+        help="first train this many steps on single images of the separated-cell stacks, "
+        "unaugmented: a curriculum (measured: without it the full mix stays at validation "
+        "click IoU 0.10 for 750 steps, the output ignoring the click; after 400 easy steps "
+        "it is 0.43)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -68,19 +78,36 @@ def main() -> None:
         lr=1e-3,
         warmup_steps=50,
         images_per_batch=2,
-        objects_per_image=8,
-        video_fraction=0.4,
+        objects_per_image=12,
+        video_fraction=0.25,
         clip_frames=4,
         seed=args.seed,
         # From random weights the release's focal x20 drives every mask to background before
         # the decoder has learnt where a click is (measured: one-image overfit stays at IoU
         # ~0.1 after 200 steps, vs 0.9+ with focal x1); fine-tuning keeps the release's x20.
         losses=LossWeights(mask=1.0),
-        prompts=PromptOptions(num_correction_points=3),
+        prompts=PromptOptions(num_correction_points=1),
     )
-    trainer = Trainer(model, train, options)
     deadline = time.monotonic() + args.minutes * 60
     start, best = time.monotonic(), -1.0
+    if args.easy_steps:
+        easy_stacks = [s for s, seed in zip(stacks(TRAIN_SEEDS), TRAIN_SEEDS) if seed % 2]
+        easy = Trainer(
+            model,
+            StackDataset(easy_stacks, config.image_size, NO_AUGMENT),
+            dataclasses.replace(
+                options,
+                steps=args.easy_steps,
+                video_fraction=0.0,
+                min_lr_ratio=1.0,
+                prompts=PromptOptions(num_correction_points=0),
+            ),
+        )
+        for log in easy.run(stop=lambda: time.monotonic() > deadline):
+            if log.step % 50 == 0:
+                print(f"easy step {log.step} dice {log.loss['dice']:.3f}", flush=True)
+        print(f"after easy steps: validation click IoU {click_iou(model, val, 6):.3f}")
+    trainer = Trainer(model, train, options)
     for log in trainer.run(stop=lambda: time.monotonic() > deadline):
         if log.step % 10 == 0:
             print(

@@ -50,6 +50,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=75.0, help="wall-clock budget")
     parser.add_argument("--steps", type=int, default=5000, help="schedule length")
+    parser.add_argument(
+        "--stop-after",
+        type=int,
+        help="stop after this many main steps (the schedule still spans --steps): replays a "
+        "run that the --minutes budget ended, step for step",
+    )
     parser.add_argument("--out", type=Path, default=Path("sam2/weights"))
     parser.add_argument("--work", type=Path, default=Path("demo-training"))
     parser.add_argument("--threads", type=int, default=1)
@@ -108,7 +114,13 @@ def main() -> None:
                 print(f"easy step {log.step} dice {log.loss['dice']:.3f}", flush=True)
         print(f"after easy steps: validation click IoU {click_iou(model, val, 6):.3f}")
     trainer = Trainer(model, train, options)
-    for log in trainer.run(stop=lambda: time.monotonic() > deadline):
+
+    def out_of_budget() -> bool:
+        if args.stop_after is not None:
+            return trainer.step >= args.stop_after
+        return time.monotonic() > deadline
+
+    for log in trainer.run(stop=out_of_budget):
         if log.step % 10 == 0:
             print(
                 f"step {log.step:5d} {log.kind:5s} loss {log.loss['total']:.3f} "

@@ -284,18 +284,13 @@ class SAM2VideoPredictor:
                             session.maskmem_pos_enc = pos[0:1].clone()
                     obj.bank.add(frame_idx, out, conditioning=is_cond)
                     if self.options.clear_non_cond_mem_around_input:
-                        self._clear_tracked_around(obj, frame_idx)
+                        obj.bank.drop_around(frame_idx, self.rules)
             obj.pending.clear()
-            if not obj.bank.conditioning:
+            if not obj.bank.conditioning_frames:
                 raise RuntimeError(
                     f"object {obj.obj_id!r} has no prompted frame; add points, a box or a mask "
                     "for it on some frame (or remove it) before propagating"
                 )
-
-    def _clear_tracked_around(self, obj: ObjectState, frame_idx: int) -> None:
-        reach = self.rules.memory_temporal_stride * self.rules.num_maskmem
-        for t in range(frame_idx - reach, frame_idx + reach + 1):
-            obj.bank.tracked.pop(t, None)
 
     @torch.inference_mode()
     def propagate_in_video(
@@ -316,7 +311,7 @@ class SAM2VideoPredictor:
         n = session.num_frames
         if start_frame_idx is None:
             start_frame_idx = min(
-                t for obj in session.objects.values() for t in obj.bank.conditioning
+                t for obj in session.objects.values() for t in obj.bank.conditioning_frames
             )
         start = session.check_frame(start_frame_idx)
         span = n if max_frame_num_to_track is None else int(max_frame_num_to_track)
@@ -336,11 +331,11 @@ class SAM2VideoPredictor:
     def _track_object(
         self, session: VideoSession, obj: ObjectState, frame_idx: int, reverse: bool
     ) -> Tensor:
-        cond = obj.bank.conditioning.get(frame_idx)
+        cond = obj.bank.conditioning_output(frame_idx)
         if cond is not None and cond.pred_masks is not None:
             masks = cond.pred_masks.to(self.device)
             if self.options.clear_non_cond_mem_around_input:
-                self._clear_tracked_around(obj, frame_idx)
+                obj.bank.drop_around(frame_idx, self.rules)
         else:
             ctx = obj.bank.select(frame_idx, reverse, session.num_frames, self.rules)
             feats = self._features(session, frame_idx)
@@ -379,9 +374,7 @@ class SAM2VideoPredictor:
         obj.points.pop(frame_idx, None)
         obj.masks.pop(frame_idx, None)
         obj.pending.pop(frame_idx, None)
-        out = obj.bank.conditioning.pop(frame_idx, None)
-        if out is not None:
-            obj.bank.tracked[frame_idx] = out
+        if obj.bank.demote(frame_idx):
             obj.tracked.pop(frame_idx, None)
         if not need_output:
             return None

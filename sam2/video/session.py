@@ -1,29 +1,23 @@
-"""The typed state of one video: its frames, its objects, their prompts and memories."""
+"""The typed state of one video: its frames, its objects, their prompts and memories.
+
+Frames come from a :class:`~sam2.frames.FrameSource`, the one protocol that every source (arrays,
+TIFF stacks, JPEG folders, or a caller's own) implements.
+"""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import torch
 from torch import Tensor
 
+from sam2.frames.base import FrameSource
 from sam2.modeling.sam2_model import ImageFeatures
 from sam2.video.memory import FrameOutput, MemoryBank
 
-
-class FrameSource(Protocol):
-    """Frames of a stack as model input, read on demand (see :mod:`sam2.frames`)."""
-
-    def __len__(self) -> int: ...
-
-    @property
-    def orig_hw(self) -> tuple[int, int]: ...
-
-    def get(self, index: int) -> Tensor:  # (3, S, S) normalised float32
-        ...
+__all__ = ["FrameSource", "ObjectState", "PointPrompt", "VideoSession"]
 
 
 @dataclass

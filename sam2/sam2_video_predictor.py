@@ -81,13 +81,15 @@ class SAM2VideoPredictor:
         offload_state_to_cpu: bool = False,
         async_loading_frames: bool = False,
         keep_history: bool = False,
+        warm_up: bool = False,
         **frame_options: Any,
     ) -> VideoSession:
         """Open a video: a JPEG folder, a tif stack, an array (T first) or a FrameSource.
 
         Frames are read lazily (the ``offload``/``async`` flags are accepted for
         compatibility; frames never all live in memory). ``frame_options`` go to
-        :func:`sam2.frames.open_frames` (e.g. ``contrast_limits``, ``channel``).
+        :func:`sam2.frames.open_frames` (e.g. ``contrast_limits``, ``channel``). Nothing is
+        encoded unless ``warm_up`` (the reference encodes frame 0 here).
         """
         from sam2.frames import open_frames
 
@@ -95,7 +97,8 @@ class SAM2VideoPredictor:
         if len(frames) == 0:
             raise ValueError("the video has no frames")
         session = VideoSession(frames=frames, device=self.device, keep_history=keep_history)
-        self._features(session, 0)  # warm up, as the reference does
+        if warm_up:
+            self._features(session, 0)
         return session
 
     def reset_state(self, inference_state: VideoSession) -> None:
@@ -107,11 +110,14 @@ class SAM2VideoPredictor:
         return autocast_context(self.precision, self.device)
 
     def _features(self, session: VideoSession, frame_idx: int) -> ImageFeatures:
-        if session._cached is None or session._cached[0] != frame_idx:
+        """A frame's image features, from the session's cache or encoded (and cached) now."""
+        features = session.features.get(frame_idx)
+        if features is None:
             image = session.frames.get(frame_idx).to(self.device, self.model.dtype)[None]
             with self._autocast():
-                session._cached = (frame_idx, self.model.encode_image(image))
-        return session._cached[1]
+                features = self.model.encode_image(image)  # from (1, 3, S, S)
+            session.features.put(frame_idx, features, keep=session.prompted_frames())
+        return features
 
     # ------------------------------------------------------------------ prompts
     @torch.inference_mode()

@@ -81,13 +81,15 @@ class SAM2VideoPredictor:
         offload_state_to_cpu: bool = False,
         async_loading_frames: bool = False,
         keep_history: bool = False,
+        warm_up: bool = False,
         **frame_options: Any,
     ) -> VideoSession:
         """Open a video: a JPEG folder, a tif stack, an array (T first) or a FrameSource.
 
         Frames are read lazily (the ``offload``/``async`` flags are accepted for
         compatibility; frames never all live in memory). ``frame_options`` go to
-        :func:`sam2.frames.open_frames` (e.g. ``contrast_limits``, ``channel``).
+        :func:`sam2.frames.open_frames` (e.g. ``contrast_limits``, ``channel``). Nothing is
+        encoded unless ``warm_up`` (the reference encodes frame 0 here).
         """
         from sam2.frames import open_frames
 
@@ -95,7 +97,8 @@ class SAM2VideoPredictor:
         if len(frames) == 0:
             raise ValueError("the video has no frames")
         session = VideoSession(frames=frames, device=self.device, keep_history=keep_history)
-        self._features(session, 0)  # warm up, as the reference does
+        if warm_up:
+            self._features(session, 0)
         return session
 
     def reset_state(self, inference_state: VideoSession) -> None:
@@ -107,11 +110,14 @@ class SAM2VideoPredictor:
         return autocast_context(self.precision, self.device)
 
     def _features(self, session: VideoSession, frame_idx: int) -> ImageFeatures:
-        if session._cached is None or session._cached[0] != frame_idx:
+        """A frame's image features, from the session's cache or encoded (and cached) now."""
+        features = session.features.get(frame_idx)
+        if features is None:
             image = session.frames.get(frame_idx).to(self.device, self.model.dtype)[None]
             with self._autocast():
-                session._cached = (frame_idx, self.model.encode_image(image))
-        return session._cached[1]
+                features = self.model.encode_image(image)  # from (1, 3, S, S)
+            session.features.put(frame_idx, features, keep=session.prompted_frames())
+        return features
 
     # ------------------------------------------------------------------ prompts
     @torch.inference_mode()
@@ -284,18 +290,13 @@ class SAM2VideoPredictor:
                             session.maskmem_pos_enc = pos[0:1].clone()
                     obj.bank.add(frame_idx, out, conditioning=is_cond)
                     if self.options.clear_non_cond_mem_around_input:
-                        self._clear_tracked_around(obj, frame_idx)
+                        obj.bank.drop_around(frame_idx, self.rules)
             obj.pending.clear()
-            if not obj.bank.conditioning:
+            if not obj.bank.conditioning_frames:
                 raise RuntimeError(
                     f"object {obj.obj_id!r} has no prompted frame; add points, a box or a mask "
                     "for it on some frame (or remove it) before propagating"
                 )
-
-    def _clear_tracked_around(self, obj: ObjectState, frame_idx: int) -> None:
-        reach = self.rules.memory_temporal_stride * self.rules.num_maskmem
-        for t in range(frame_idx - reach, frame_idx + reach + 1):
-            obj.bank.tracked.pop(t, None)
 
     @torch.inference_mode()
     def propagate_in_video(
@@ -316,7 +317,7 @@ class SAM2VideoPredictor:
         n = session.num_frames
         if start_frame_idx is None:
             start_frame_idx = min(
-                t for obj in session.objects.values() for t in obj.bank.conditioning
+                t for obj in session.objects.values() for t in obj.bank.conditioning_frames
             )
         start = session.check_frame(start_frame_idx)
         span = n if max_frame_num_to_track is None else int(max_frame_num_to_track)
@@ -336,11 +337,11 @@ class SAM2VideoPredictor:
     def _track_object(
         self, session: VideoSession, obj: ObjectState, frame_idx: int, reverse: bool
     ) -> Tensor:
-        cond = obj.bank.conditioning.get(frame_idx)
+        cond = obj.bank.conditioning_output(frame_idx)
         if cond is not None and cond.pred_masks is not None:
             masks = cond.pred_masks.to(self.device)
             if self.options.clear_non_cond_mem_around_input:
-                self._clear_tracked_around(obj, frame_idx)
+                obj.bank.drop_around(frame_idx, self.rules)
         else:
             ctx = obj.bank.select(frame_idx, reverse, session.num_frames, self.rules)
             feats = self._features(session, frame_idx)
@@ -379,9 +380,7 @@ class SAM2VideoPredictor:
         obj.points.pop(frame_idx, None)
         obj.masks.pop(frame_idx, None)
         obj.pending.pop(frame_idx, None)
-        out = obj.bank.conditioning.pop(frame_idx, None)
-        if out is not None:
-            obj.bank.tracked[frame_idx] = out
+        if obj.bank.demote(frame_idx):
             obj.tracked.pop(frame_idx, None)
         if not need_output:
             return None

@@ -3,7 +3,10 @@
 A :class:`MemoryBank` holds one object's outputs on conditioning frames (prompted) and on
 tracked frames. :meth:`MemoryBank.select` picks what memory attention sees for a new frame, by
 the same rule as the released model; :meth:`MemoryBank.evict` drops what no later step of the
-current pass can select, so a long stack costs the same memory as a short one.
+current pass can select, so a long stack costs the same memory as a short one. Corrections go
+through :meth:`MemoryBank.demote` (a prompted frame's prompts were cleared) and
+:meth:`MemoryBank.drop_around` (forget memories near a new prompt); nothing outside the bank
+touches its dicts.
 """
 
 from __future__ import annotations
@@ -78,36 +81,80 @@ def previous_frame(frame_idx: int, t_rel: int, stride: int, reverse: bool) -> in
     return ((frame_idx - 2) // stride) * stride - (t_rel - 2) * stride
 
 
-@dataclass
 class MemoryBank:
-    """One object's conditioning outputs and tracked outputs, keyed by frame index."""
+    """One object's conditioning outputs and tracked outputs, keyed by frame index.
 
-    conditioning: dict[int, FrameOutput] = field(default_factory=dict)
-    tracked: dict[int, FrameOutput] = field(default_factory=dict)
+    The two dicts are private: what may be kept, moved or dropped is decided here (``add``,
+    ``demote``, ``drop_around``, ``evict``), so the retention policy lives in one place.
+    """
+
+    def __init__(self) -> None:
+        self._conditioning: dict[int, FrameOutput] = {}  # prompted frames
+        self._tracked: dict[int, FrameOutput] = {}  # frames tracked from memory
+
+    def __repr__(self) -> str:
+        return f"MemoryBank(conditioning={self.conditioning_frames}, tracked={self.tracked_frames})"
+
+    @property
+    def conditioning_frames(self) -> list[int]:
+        """Prompted frames with a memorised output, in order."""
+        return sorted(self._conditioning)
+
+    @property
+    def tracked_frames(self) -> list[int]:
+        """Frames with a tracked (non-conditioning) output still kept, in order."""
+        return sorted(self._tracked)
 
     def get(self, frame_idx: int) -> FrameOutput | None:
-        return self.conditioning.get(frame_idx) or self.tracked.get(frame_idx)
+        """The output on a frame, the conditioning one if both exist."""
+        return self._conditioning.get(frame_idx) or self._tracked.get(frame_idx)
+
+    def conditioning_output(self, frame_idx: int) -> FrameOutput | None:
+        """The memorised output of a prompted frame (None on an ordinary frame)."""
+        return self._conditioning.get(frame_idx)
 
     def add(self, frame_idx: int, output: FrameOutput, conditioning: bool) -> None:
         """Store an output; a conditioning frame replaces any tracked output there."""
         if conditioning:
-            self.conditioning[frame_idx] = output
-            self.tracked.pop(frame_idx, None)
+            self._conditioning[frame_idx] = output
+            self._tracked.pop(frame_idx, None)
         else:
-            self.tracked[frame_idx] = output
+            self._tracked[frame_idx] = output
+
+    def demote(self, frame_idx: int) -> bool:
+        """Make a prompted frame an ordinary tracked one (its prompts were cleared).
+
+        Its output stays, as a tracked output that nearby frames may still attend to. Returns
+        whether the frame was a conditioning frame.
+        """
+        output = self._conditioning.pop(frame_idx, None)
+        if output is None:
+            return False
+        self._tracked[frame_idx] = output
+        return True
+
+    def drop_around(self, frame_idx: int, rules: MemoryRules) -> None:
+        """Forget tracked outputs within memory reach (``num_maskmem`` strides) of a frame.
+
+        After a correction, memories tracked before it would otherwise pull the next pass back
+        towards the old mask (``clear_non_cond_mem_around_input``).
+        """
+        reach = rules.memory_temporal_stride * rules.num_maskmem
+        for t in range(frame_idx - reach, frame_idx + reach + 1):
+            self._tracked.pop(t, None)
 
     def clear(self) -> None:
-        self.conditioning.clear()
-        self.tracked.clear()
+        self._conditioning.clear()
+        self._tracked.clear()
 
     def select(
         self, frame_idx: int, reverse: bool, num_frames: int, rules: MemoryRules
     ) -> MemoryContext:
         """Memories for tracking ``frame_idx`` (needs at least one conditioning frame)."""
-        if not self.conditioning:
+        if not self._conditioning:
             raise RuntimeError("the object has no prompted (conditioning) frame to track from")
         chosen, unchosen = select_closest_cond_frames(
-            frame_idx, self.conditioning, rules.max_cond_frames_in_attn
+            frame_idx, self._conditioning, rules.max_cond_frames_in_attn
         )
         ctx = MemoryContext()
         ctx.spatial = [
@@ -117,7 +164,7 @@ class MemoryBank:
             t = previous_frame(
                 frame_idx, rules.num_maskmem - t_pos, rules.memory_temporal_stride, reverse
             )
-            out = self.tracked.get(t) or unchosen.get(t)
+            out = self._tracked.get(t) or unchosen.get(t)
             if out is not None and out.maskmem_features is not None:
                 ctx.spatial.append((t_pos, out.maskmem_features))
 
@@ -137,7 +184,7 @@ class MemoryBank:
             t = frame_idx + step if reverse else frame_idx - step
             if t < 0 or t >= num_frames:
                 break
-            out = self.tracked.get(t) or unchosen.get(t)
+            out = self._tracked.get(t) or unchosen.get(t)
             if out is not None:
                 ctx.pointers.append((step, out.obj_ptr))
         return ctx
@@ -153,13 +200,13 @@ class MemoryBank:
         """
         reach_mem = rules.num_maskmem * rules.memory_temporal_stride  # next frame: ≤ 5 strides back
         reach_ptr = rules.max_obj_ptrs_in_encoder - 1  # next frame: pointers 1..15 frames back
-        for t in list(self.tracked):
+        for t in list(self._tracked):
             behind = (t - frame_idx) if reverse else (frame_idx - t)
-            out = self.tracked[t]
+            out = self._tracked[t]
             if behind < 0:
                 continue  # ahead of us: outputs of an earlier pass, kept for now
             if behind >= max(reach_mem, reach_ptr):
-                del self.tracked[t]
+                del self._tracked[t]
                 continue
             if behind >= reach_mem:
                 out.maskmem_features = None

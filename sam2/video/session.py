@@ -1,29 +1,24 @@
-"""The typed state of one video: its frames, its objects, their prompts and memories."""
+"""The typed state of one video: its frames, its objects, their prompts and memories.
+
+Frames come from a :class:`~sam2.frames.FrameSource`, the one protocol that every source (arrays,
+TIFF stacks, JPEG folders, or a caller's own) implements; image features of a few frames are kept
+in the session's :class:`~sam2.video.features.FeatureCache`.
+"""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import torch
 from torch import Tensor
 
-from sam2.modeling.sam2_model import ImageFeatures
+from sam2.frames.base import FrameSource
+from sam2.video.features import FeatureCache
 from sam2.video.memory import FrameOutput, MemoryBank
 
-
-class FrameSource(Protocol):
-    """Frames of a stack as model input, read on demand (see :mod:`sam2.frames`)."""
-
-    def __len__(self) -> int: ...
-
-    @property
-    def orig_hw(self) -> tuple[int, int]: ...
-
-    def get(self, index: int) -> Tensor:  # (3, S, S) normalised float32
-        ...
+__all__ = ["FrameSource", "ObjectState", "PointPrompt", "VideoSession"]
 
 
 @dataclass
@@ -42,6 +37,11 @@ class ObjectState:
     pending: dict[int, tuple[FrameOutput, bool]] = field(default_factory=dict)  # (out, is_cond)
     bank: MemoryBank = field(default_factory=MemoryBank)
     tracked: dict[int, bool] = field(default_factory=dict)  # frame -> tracked in reverse
+
+    @property
+    def prompted_frames(self) -> set[int]:
+        """Frames where this object has clicks, a box or a mask."""
+        return set(self.points) | set(self.masks)
 
     def output_on(self, frame_idx: int, prefer_cond: bool | None = None) -> FrameOutput | None:
         """The newest output on a frame: pending first, then memorised."""
@@ -68,7 +68,7 @@ class VideoSession:
     keep_history: bool = False
     objects: OrderedDict[Hashable, ObjectState] = field(default_factory=OrderedDict)
     maskmem_pos_enc: Tensor | None = None  # (1, 64, h', w'), the same for every memory
-    _cached: tuple[int, ImageFeatures] | None = None
+    features: FeatureCache = field(default_factory=FeatureCache)
 
     @property
     def num_frames(self) -> int:
@@ -85,6 +85,10 @@ class VideoSession:
     @property
     def obj_ids(self) -> list[Hashable]:
         return list(self.objects)
+
+    def prompted_frames(self) -> set[int]:
+        """Frames where any object has a prompt (their features are worth keeping)."""
+        return set().union(*(obj.prompted_frames for obj in self.objects.values()))
 
     def object(self, obj_id: Hashable, create: bool = False) -> ObjectState:
         if obj_id not in self.objects:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
@@ -26,6 +28,24 @@ def stack() -> np.ndarray:
     return make_timelapse(n_frames=40, shape=(64, 80), n_cells=3, division_frames=(), seed=1).image
 
 
+@pytest.fixture
+def encoder_calls(predictor: SAM2VideoPredictor) -> Iterator[list[int]]:
+    """One entry (the batch size) per run of the shared model's image encoder."""
+    encoder = predictor.model.image_encoder
+    original = encoder.forward
+    calls: list[int] = []
+
+    def counting(images: torch.Tensor) -> object:
+        calls.append(int(images.shape[0]))
+        return original(images)
+
+    encoder.forward = counting  # type: ignore[method-assign]
+    try:
+        yield calls
+    finally:
+        del encoder.forward  # back to the class's method
+
+
 def _click(predictor: SAM2VideoPredictor, state: object, obj_id: int = 1, frame: int = 0) -> None:
     predictor.add_new_points_or_box(state, frame, obj_id, points=[[40, 30]], labels=[1])  # type: ignore[arg-type]
 
@@ -38,11 +58,11 @@ def test_streaming_memory_stays_bounded(predictor: SAM2VideoPredictor, stack: np
     frames = [f for f, _, _ in predictor.propagate_in_video(state)]
     assert frames == list(range(40))
     for obj in state.objects.values():
-        tracked = obj.bank.tracked
+        tracked = [obj.bank.get(t) for t in obj.bank.tracked_frames]
         assert len(tracked) <= 15
-        assert sum(o.maskmem_features is not None for o in tracked.values()) <= 7
-        assert sum(o.pred_masks is not None for o in tracked.values()) == 1
-        assert set(obj.bank.conditioning) == {0}
+        assert sum(o.maskmem_features is not None for o in tracked) <= 7  # type: ignore[union-attr]
+        assert sum(o.pred_masks is not None for o in tracked) == 1  # type: ignore[union-attr]
+        assert obj.bank.conditioning_frames == [0]
 
 
 def test_keep_history_keeps_everything(predictor: SAM2VideoPredictor, stack: np.ndarray) -> None:
@@ -50,7 +70,7 @@ def test_keep_history_keeps_everything(predictor: SAM2VideoPredictor, stack: np.
     state = predictor.init_state(stack, keep_history=True)
     _click(predictor, state)
     list(predictor.propagate_in_video(state, max_frame_num_to_track=20))
-    assert len(state.objects[1].bank.tracked) == 20
+    assert len(state.objects[1].bank.tracked_frames) == 20
 
 
 def test_streaming_equals_keep_history_in_one_pass(
@@ -86,6 +106,61 @@ def test_cancel_and_resume(predictor: SAM2VideoPredictor, stack: np.ndarray) -> 
     assert sorted(partial) == sorted(full)
     for f in full:
         torch.testing.assert_close(partial[f], full[f], atol=0, rtol=0)
+
+
+def test_each_frame_is_encoded_once_from_click_to_propagation(
+    predictor: SAM2VideoPredictor, stack: np.ndarray, encoder_calls: list[int]
+) -> None:
+    """init_state encodes nothing; two objects clicked on frame 5 and tracked over 10 frames
+    cost 10 encoder runs in all, the click's features serving the start of propagation."""
+    state = predictor.init_state(stack)
+    assert encoder_calls == []
+    _click(predictor, state, obj_id=1, frame=5)
+    predictor.add_new_points_or_box(state, 5, 2, box=[10, 10, 50, 40])
+    assert encoder_calls == [1]
+    frames = [f for f, _, _ in predictor.propagate_in_video(state, max_frame_num_to_track=9)]
+    assert frames == list(range(5, 15))
+    assert len(encoder_calls) == len(frames) == 10
+
+
+def test_prompts_on_several_frames_are_encoded_once(
+    predictor: SAM2VideoPredictor, stack: np.ndarray, encoder_calls: list[int]
+) -> None:
+    """Clicks on frames 3 and 9, a mask on 6, then 11 frames forward: 11 encoder runs, though
+    every prompted frame is met again, by preflight and by the other object's tracking."""
+    state = predictor.init_state(stack)
+    _click(predictor, state, obj_id=1, frame=3)
+    _click(predictor, state, obj_id=1, frame=9)
+    disk = np.zeros((64, 80), bool)
+    disk[20:30, 30:45] = True
+    predictor.add_new_mask(state, 6, 2, disk)
+    assert len(encoder_calls) == 3
+    frames = [f for f, _, _ in predictor.propagate_in_video(state, 3, 10)]
+    assert frames == list(range(3, 14))
+    assert len(encoder_calls) == len(frames)
+
+
+def test_forward_and_reverse_passes_share_their_start(
+    predictor: SAM2VideoPredictor, stack: np.ndarray, encoder_calls: list[int]
+) -> None:
+    """Both directions from frame 10, where only one object is prompted: frames 5..15 once."""
+    state = predictor.init_state(stack)
+    _click(predictor, state, obj_id=1, frame=10)
+    _click(predictor, state, obj_id=2, frame=12)
+    seen = [f for f, _, _ in predictor.propagate_in_video(state, 10, 5)]
+    seen += [f for f, _, _ in predictor.propagate_in_video(state, 10, 5, reverse=True)]
+    assert sorted(set(seen)) == list(range(5, 16)) and len(seen) == 12
+    assert len(encoder_calls) == 11
+
+
+def test_warm_up_encodes_frame_zero_as_the_reference(
+    predictor: SAM2VideoPredictor, stack: np.ndarray, encoder_calls: list[int]
+) -> None:
+    """warm_up=True encodes frame 0 in init_state, and a click there reuses it."""
+    state = predictor.init_state(stack, warm_up=True)
+    assert encoder_calls == [1]
+    _click(predictor, state, frame=0)
+    assert encoder_calls == [1]
 
 
 def test_array_sources_any_dtype(predictor: SAM2VideoPredictor) -> None:

@@ -16,6 +16,7 @@ import dataclasses
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -153,38 +154,28 @@ def main() -> None:
     deadline = time.monotonic() + args.minutes * 60
     start, best = time.monotonic(), -1.0
     easy_stacks = [s for s, seed in zip(stacks(TRAIN_SEEDS), TRAIN_SEEDS) if seed % 2]
-    if args.easy_steps:
-        easy = Trainer(
-            model,
-            StackDataset(easy_stacks, config.image_size, NO_AUGMENT),
-            dataclasses.replace(
-                options,
-                steps=args.easy_steps,
-                video_fraction=0.0,
-                min_lr_ratio=1.0,
-                prompts=PromptOptions(num_correction_points=0),
-            ),
+    easy_data = StackDataset(easy_stacks, config.image_size, NO_AUGMENT)
+
+    def curriculum(steps: int, name: str, **changes: Any) -> None:
+        """``steps`` on the unaugmented separated-cell stacks, constant LR, no corrections."""
+        easy_options = dataclasses.replace(
+            options,
+            steps=steps,
+            min_lr_ratio=1.0,
+            prompts=PromptOptions(num_correction_points=0),
+            **changes,
         )
-        for log in easy.run(stop=lambda: time.monotonic() > deadline):
+        for log in Trainer(model, easy_data, easy_options).run(
+            stop=lambda: time.monotonic() > deadline
+        ):
             if log.step % 50 == 0:
-                print(f"easy step {log.step} dice {log.loss['dice']:.3f}", flush=True)
+                print(f"easy {name} step {log.step} dice {log.loss['dice']:.3f}", flush=True)
+
+    if args.easy_steps:
+        curriculum(args.easy_steps, "image", video_fraction=0.0)
         print(f"after easy steps: validation click IoU {click_iou(model, val, 6):.3f}")
     if args.video_easy_steps:
-        clips = Trainer(
-            model,
-            StackDataset(easy_stacks, config.image_size, NO_AUGMENT),
-            dataclasses.replace(
-                options,
-                steps=args.video_easy_steps,
-                video_fraction=1.0,
-                clip_frames=3,
-                min_lr_ratio=1.0,
-                prompts=PromptOptions(num_correction_points=0),
-            ),
-        )
-        for log in clips.run(stop=lambda: time.monotonic() > deadline):
-            if log.step % 50 == 0:
-                print(f"easy clip step {log.step} dice {log.loss['dice']:.3f}", flush=True)
+        curriculum(args.video_easy_steps, "clip", video_fraction=1.0, clip_frames=3)
         print(f"after easy clips: validation propagation IoU {propagation_score(model):.3f}")
 
     def validation_score() -> float:

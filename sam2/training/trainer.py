@@ -138,31 +138,20 @@ class Trainer:
         """Loss of one drawn batch, and whether it was a batch of clips."""
         o, device = self.options, self.model.device
         autocast = torch.autocast(device.type, torch.bfloat16, enabled=o.bf16)
-        if self.rng.random() < o.video_fraction:
+        video = bool(self.rng.random() < o.video_fraction)
+        forward: Callable[..., list[StepPrediction]]
+        if video:
             clips = self.data.clip_batch(
                 self.rng, o.clips_per_batch, o.clip_frames, o.objects_per_image
             )
-            with autocast:
-                preds = video_forward(
-                    self.model,
-                    clips.images.to(device),
-                    clips.targets.to(device),
-                    clips.clip_index.to(device),
-                    self.generator,
-                    o.prompts,
-                )
-            return total_loss(preds, o.losses), True
-        batch = self.data.image_batch(self.rng, o.images_per_batch, o.objects_per_image)
+            forward, tensors = video_forward, (clips.images, clips.targets, clips.clip_index)
+        else:
+            batch = self.data.image_batch(self.rng, o.images_per_batch, o.objects_per_image)
+            forward, tensors = image_forward, (batch.images, batch.targets, batch.image_index)
+        images, targets, index = (t.to(device) for t in tensors)
         with autocast:
-            preds = image_forward(
-                self.model,
-                batch.images.to(device),
-                batch.targets.to(device),
-                batch.image_index.to(device),
-                self.generator,
-                o.prompts,
-            )
-        return total_loss(preds, o.losses), False
+            preds = forward(self.model, images, targets, index, self.generator, o.prompts)
+        return total_loss(preds, o.losses), video
 
     def train_step(self) -> StepLog:
         """One optimizer step."""

@@ -1,6 +1,6 @@
 """The "SAM 2 segmentation" dock widget: controls and status only.
 
-Every action is forwarded to the :class:`~napari_sam2.controller.SegmentController` of the
+Every action is forwarded to the :class:`~napari_sam2.segment.controller.SegmentController` of the
 chosen image; the widget holds no model, no tensors and imports no torch. Controls are private
 attributes so tests (and scripts) can set them and call the handlers directly.
 """
@@ -26,9 +26,9 @@ from qtpy.QtWidgets import (
 )
 
 from napari_sam2.axes import axis_name, layer_array, stack_axis
-from napari_sam2.controller import SegmentController
 from napari_sam2.models import ModelLoader
-from napari_sam2.propagation import DIRECTIONS
+from napari_sam2.segment.controller import SegmentController
+from napari_sam2.segment.propagation import DIRECTIONS
 from napari_sam2.widgets._layer_combo import LayerCombo
 from napari_sam2.widgets._layout import DockWidget, row
 from napari_sam2.widgets._model_controls import ModelControls

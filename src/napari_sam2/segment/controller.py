@@ -17,8 +17,6 @@ from napari.utils.notifications import show_error
 from psygnal import Signal
 
 from napari_sam2.axes import PlaneIndex, axis_name, describe_plane, layer_array, plane_index
-from napari_sam2.embeddings import EmbeddingCache
-from napari_sam2.layer_prompts import box_planes, point_planes, point_rows, read_prompts
 from napari_sam2.layers import (
     OBJECT_ID,
     LabelsWriter,
@@ -28,9 +26,16 @@ from napari_sam2.layers import (
     toggle_polarity,
 )
 from napari_sam2.models import ModelLoader
-from napari_sam2.prompt_events import PromptEdits
-from napari_sam2.propagation import Direction, NoPromptsError, plan_propagation, prompted_lines
-from napari_sam2.propagation_job import PropagationRun
+from napari_sam2.segment.embeddings import EmbeddingCache
+from napari_sam2.segment.layer_prompts import box_planes, point_planes, point_rows, read_prompts
+from napari_sam2.segment.prompt_events import PromptEdits
+from napari_sam2.segment.propagation import (
+    Direction,
+    NoPromptsError,
+    plan_propagation,
+    prompted_lines,
+)
+from napari_sam2.segment.propagation_job import PropagationRun
 
 if TYPE_CHECKING:
     import napari
@@ -126,7 +131,7 @@ class SegmentController:
     @shapes_layer.setter
     def shapes_layer(self, layer: Shapes | None) -> None:
         """Use ``layer``'s rectangles as box prompts; refuses layers of too many dimensions."""
-        from napari_sam2.boxes import prepare_shapes_layer
+        from napari_sam2.segment.boxes import prepare_shapes_layer
 
         if layer is self._shapes:
             return
@@ -173,7 +178,7 @@ class SegmentController:
             self._show_object_points()
             set_point_defaults(self.points_layer, object_id=self.object_id)
         if self.shapes_layer is not None:
-            from napari_sam2.boxes import set_box_defaults
+            from napari_sam2.segment.boxes import set_box_defaults
 
             set_box_defaults(self.shapes_layer, self.object_id)
         if self.labels_layer is not None:
@@ -203,7 +208,7 @@ class SegmentController:
     def ensure_shapes_layer(self) -> Shapes:
         """The box layer, created (aligned with the image) and added when there is none."""
         if self.shapes_layer is None:
-            from napari_sam2.boxes import new_shapes_layer
+            from napari_sam2.segment.boxes import new_shapes_layer
 
             layer = new_shapes_layer(self.image_layer, self.object_id)
             self.viewer.add_layer(layer)
@@ -371,8 +376,8 @@ class SegmentController:
 
     def open_session(self, path: str) -> None:
         """Add the session's prompts and labels as new layers and make them this image's."""
-        from napari_sam2.layer_prompts import prompt_layers
         from napari_sam2.prompts import load_prompts
+        from napari_sam2.segment.layer_prompts import prompt_layers
 
         session = load_prompts(path)
         points, shapes, labels = prompt_layers(session, self.image_layer)

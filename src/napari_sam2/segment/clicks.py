@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from functools import partial
 
 import numpy as np
 from psygnal import Signal
 
 from napari_sam2.axes import PlaneIndex, describe_plane, layer_array, plane_index
 from napari_sam2.models import ModelLoader
-from napari_sam2.segment.embeddings import EmbeddingCache
+from napari_sam2.segment.embeddings import EmbeddingCache, SliceEmbedding
 from napari_sam2.segment.image_layers import ImageLayers
 from napari_sam2.segment.layer_prompts import read_prompts
-
-if TYPE_CHECKING:
-    from sam2.sam2_image_predictor import SAM2ImagePredictor
 
 __all__ = ["SliceSegmenter"]
 
@@ -30,9 +27,10 @@ __all__ = ["SliceSegmenter"]
 class SliceSegmenter:
     """Segments objects of one image's layers on a slice, from their points and boxes.
 
-    ``segment`` predicts at once when the slice's embedding is cached, otherwise it queues the
-    request and embeds the slice in a thread worker first. ``failed`` carries what went wrong
-    (to be shown), ``status`` what was done.
+    ``segment`` asks the :class:`EmbeddingCache` for the slice and predicts when the embedding
+    is there: at once when it is cached, otherwise once a thread worker has embedded it (the
+    objects edited meanwhile wait with it). ``failed`` carries what went wrong (to be shown),
+    ``status`` what was done.
     """
 
     status = Signal(str)
@@ -41,7 +39,8 @@ class SliceSegmenter:
     def __init__(self, layers: ImageLayers, factory: ModelLoader, cache_size: int = 8) -> None:
         self.layers = layers
         self.embeddings = EmbeddingCache(layers.image_layer, factory, cache_size)
-        self.embeddings.ready.connect(self._on_embedded)
+        self.embeddings.failed.connect(self._forget_waiting)
+        self._waiting: dict[PlaneIndex, set[int]] = {}  # objects to segment once embedded
         self._written: set[tuple[PlaneIndex, int]] = set()  # (slice, object) we wrote
 
     def prefetch(self) -> None:
@@ -56,10 +55,26 @@ class SliceSegmenter:
         self, obj_ids: Iterable[int] | None = None, plane: PlaneIndex | None = None
     ) -> None:
         """Segment objects (default: the current one) on a slice (default: the current one)."""
+        if plane is None:
+            try:
+                plane = plane_index(self.layers.image_layer, self.layers.viewer.dims)
+            except ValueError as exc:
+                self.failed.emit(str(exc))
+                return
+        if not self._ready_to_write(plane):
+            return
+        ids = {self.layers.object_id} if obj_ids is None else {int(i) for i in obj_ids}
+        waiting = self._waiting.get(plane)
+        if waiting is not None:  # the slice is being embedded: its objects join the wait
+            waiting.update(ids)
+            return
+        self._waiting[plane] = ids
+        self.embeddings.request(plane, partial(self._on_embedding, plane))
+
+    def _ready_to_write(self, plane: PlaneIndex) -> bool:
+        """Check the slice and that there are prompts; make sure there is an output layer."""
         layers = self.layers
         try:
-            if plane is None:
-                plane = plane_index(layers.image_layer, layers.viewer.dims)
             self._check_plane(plane)
             if layers.points_layer is None and layers.shapes_layer is None:
                 raise ValueError(
@@ -69,14 +84,19 @@ class SliceSegmenter:
             layers.ensure_labels_layer()
         except ValueError as exc:
             self.failed.emit(str(exc))
-            return
-        ids = {layers.object_id} if obj_ids is None else {int(i) for i in obj_ids}
-        predictor = self.embeddings.get(plane)
-        if predictor is None:
-            self.embeddings.request(plane, ids)
-            return
-        for object_id in sorted(ids):
-            self._predict_and_write(predictor, plane, object_id)
+            return False
+        return True
+
+    def _on_embedding(self, plane: PlaneIndex, embedded: SliceEmbedding) -> None:
+        """The slice's embedding is there (at once, or after a worker): segment the objects
+        waiting for it, with their prompts as they are now."""
+        ids = self._waiting.pop(plane, set())
+        if ids and self._ready_to_write(plane):
+            for object_id in sorted(ids):
+                self._predict_and_write(embedded, plane, object_id)
+
+    def _forget_waiting(self, _message: str) -> None:
+        self._waiting.clear()  # the cache dropped every queued slice
 
     def forget(self, plane: PlaneIndex, object_id: int) -> None:
         """The object's mask on ``plane`` was cleared: it is no longer ours to undo."""
@@ -91,11 +111,8 @@ class SliceSegmenter:
                 f"{image.name!r} (size {shape} along those axes); move or delete it"
             )
 
-    def _on_embedded(self, plane: PlaneIndex, ids: set[int]) -> None:
-        self.segment(ids, plane)
-
     def _predict_and_write(
-        self, predictor: SAM2ImagePredictor, plane: PlaneIndex, object_id: int
+        self, embedded: SliceEmbedding, plane: PlaneIndex, object_id: int
     ) -> None:
         """Main-thread step: prompts → masks → Labels slice. Failures keep earlier labels."""
         start = time.perf_counter()
@@ -108,7 +125,7 @@ class SliceSegmenter:
             if not (labels == 1).any() and box is None:
                 self._no_positive_points(plane, object_id, where, bool(labels.size))
                 return
-            masks, ious, _ = predictor.predict(
+            masks, ious, _ = embedded.predict(
                 point_coords=coords if labels.size else None,
                 point_labels=labels if labels.size else None,
                 box=box,

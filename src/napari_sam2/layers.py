@@ -2,7 +2,7 @@
 
 Each point carries two feature columns, ``positive`` (bool, drawn green/red) and ``object_id``
 (which object it prompts), so several objects can share one layer and no click is ever thrown
-away (reading them as prompts is :mod:`napari_sam2.layer_prompts`'s job). :func:`merge_mask`
+away (reading them as prompts is :mod:`napari_sam2.segment.layer_prompts`'s job). :func:`merge_mask`
 decides which pixels a mask may take without touching other objects; :class:`LabelsWriter`
 applies that with ``Labels.data_setitem`` so every write is one undo step, and the headless
 replay applies it to a numpy or memory-mapped array.

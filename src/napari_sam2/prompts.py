@@ -1,10 +1,11 @@
 """Every prompt of one image, without napari: points, boxes, mask prompts, and the saved file.
 
-A :class:`PromptSet` holds prompts in the image's *data* coordinates (leading indices, then
-y, x), fixed once by :mod:`napari_sam2.layer_prompts` when it reads the layers, so planning
-(:mod:`napari_sam2.propagation`), clicks and the headless replay all see the same numbers and
-none of them needs a viewer. It is also what a session file stores (``<name>.sam2.json``, with
-the labels beside it as a TIFF): :func:`save_prompts` and :func:`load_prompts` read and write it.
+A :class:`PromptSet` holds prompts in the image's *data* coordinates (leading indices, then y,
+x), fixed once by :mod:`napari_sam2.segment.layer_prompts` when it reads the layers, so
+planning (:mod:`napari_sam2.segment.propagation`), clicks and the headless replay all see the
+same numbers and none of them needs a viewer. It is also what a session file stores
+(``<name>.sam2.json``, with the labels beside it as a TIFF): :func:`save_prompts` and
+:func:`load_prompts` read and write it.
 
 SAM 2 takes points as (x, y): :meth:`PromptSet.frame_prompt` is the one place that turns the
 stored (…, y, x) into the model's order.

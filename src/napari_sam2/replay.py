@@ -1,10 +1,10 @@
 """Redo a saved segmentation without the viewer: a session file's prompts on a stack.
 
-The same planning and the same worker body as the widget (:mod:`napari_sam2.propagation`), on
-a napari-free :class:`~napari_sam2.prompts.PromptSet`, so a session saved in napari and
-replayed on a cluster gives the widget's result and imports no napari at all. Every stack
-position with prompts is tracked through the whole video axis, in both directions from its
-first prompted frame.
+The same planning and the same worker body as the widget
+(:mod:`napari_sam2.segment.propagation`), on a napari-free
+:class:`~napari_sam2.prompts.PromptSet`, so a session saved in napari and replayed on a cluster
+gives the widget's result and imports no napari at all. Every stack position with prompts is
+tracked through the whole video axis, in both directions from its first prompted frame.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 from napari_sam2.layers import merge_mask
 from napari_sam2.models import ModelLoader
 from napari_sam2.prompts import PromptSet
-from napari_sam2.propagation import (
+from napari_sam2.segment.propagation import (
     FrameMasks,
     NoPromptsError,
     plan_propagation,

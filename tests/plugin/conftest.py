@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from napari_sam2.widgets.segment import SegmentWidget
+from napari_sam2.segment.widget import SegmentWidget
 from tests.plugin.session import WAIT_MS, Session
 
 

@@ -7,8 +7,8 @@ from typing import Any
 from napari.layers import Labels, Points
 from napari.utils.notifications import NotificationSeverity, notification_manager
 
-from napari_sam2.controller import SegmentController
-from napari_sam2.widgets.segment import SegmentWidget
+from napari_sam2.segment.controller import SegmentController
+from napari_sam2.segment.widget import SegmentWidget
 
 WAIT_MS = 60_000  # model load + embedding on 2 shared CPU cores
 

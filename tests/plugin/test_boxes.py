@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from napari.layers import Image, Shapes
 
-from napari_sam2.boxes import new_shapes_layer
-from napari_sam2.layer_prompts import box_planes, read_prompts
 from napari_sam2.layers import OBJECT_ID
+from napari_sam2.segment.boxes import new_shapes_layer
+from napari_sam2.segment.layer_prompts import box_planes, read_prompts
 
 
 @pytest.fixture

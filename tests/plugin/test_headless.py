@@ -27,7 +27,7 @@ def _python(code: str) -> subprocess.CompletedProcess[str]:
 def test_importing_the_headless_side_imports_no_napari() -> None:
     """headless, cli, replay, planning and the prompt model load without napari."""
     modules = "napari_sam2.headless, napari_sam2.cli, napari_sam2.replay, napari_sam2.prompts"
-    done = _python(f"import {modules}, napari_sam2.propagation; {NO_NAPARI}")
+    done = _python(f"import {modules}, napari_sam2.segment.propagation; {NO_NAPARI}")
     assert done.returncode == 0, done.stderr
 
 

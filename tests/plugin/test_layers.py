@@ -8,7 +8,6 @@ from napari.components import ViewerModel
 from napari.layers import Image, Labels, Points
 
 from napari_sam2.axes import describe_plane, plane_index, read_plane, stack_axis
-from napari_sam2.layer_prompts import point_planes, read_prompts
 from napari_sam2.layers import (
     NEGATIVE_COLOR,
     OBJECT_ID,
@@ -21,6 +20,7 @@ from napari_sam2.layers import (
     set_point_defaults,
     toggle_polarity,
 )
+from napari_sam2.segment.layer_prompts import point_planes, read_prompts
 
 
 def points_to_prompts(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_sam2.prompts import Box, Point, PromptSet
-from napari_sam2.propagation import NoPromptsError, plan_propagation, prompted_lines
+from napari_sam2.segment.propagation import NoPromptsError, plan_propagation, prompted_lines
 
 
 def _prompts(*points: Point, boxes: tuple[Box, ...] = (), shape=(10, 3, 40, 50)) -> PromptSet:

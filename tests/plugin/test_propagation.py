@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from napari.utils.notifications import notification_manager
 
-from napari_sam2.propagation_job import PropagationRun
+from napari_sam2.segment.propagation_job import PropagationRun
 from tests.plugin.session import WAIT_MS, Session, errors_after, on_frame
 
 pytestmark = pytest.mark.gui

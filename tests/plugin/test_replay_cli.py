@@ -11,10 +11,10 @@ import tifffile
 from napari.layers import Image
 
 from napari_sam2.cli import main
-from napari_sam2.layer_prompts import read_prompts
 from napari_sam2.layers import new_points_layer
 from napari_sam2.prompts import save_prompts
 from napari_sam2.replay import replay_session
+from napari_sam2.segment.layer_prompts import read_prompts
 from sam2.synthetic import make_timelapse
 
 IMAGE_SIZE = 256

@@ -182,16 +182,16 @@ def test_existing_labels_layer_only_gets_empty_pixels(
 def test_contrast_limits_reach_the_model(
     open_session: Callable[..., Session], fast_predictor: Any
 ) -> None:
-    """The image's contrast limits are what set_image normalises with; new limits re-embed."""
+    """The image's contrast limits are what embed normalises with; new limits re-embed."""
     from napari_sam2.models import LoadedModel
 
     seen: list[Any] = []
     base_type = type(fast_predictor)
 
     class Recording(base_type):  # type: ignore[misc, valid-type]
-        def set_image(self, image: Any, contrast_limits: Any = None) -> None:
+        def embed(self, image: Any, contrast_limits: Any = None) -> Any:
             seen.append(contrast_limits)
-            super().set_image(image, contrast_limits=contrast_limits)
+            return super().embed(image, contrast_limits=contrast_limits)
 
     class RecordingModel(LoadedModel):
         def image_predictor(self) -> Any:

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from napari.layers import Image, Labels
 
-from napari_sam2.boxes import new_shapes_layer
-from napari_sam2.layer_prompts import prompt_layers, read_prompts
 from napari_sam2.layers import OBJECT_ID, POLARITY, new_points_layer
 from napari_sam2.prompts import load_prompts, save_prompts
+from napari_sam2.segment.boxes import new_shapes_layer
+from napari_sam2.segment.layer_prompts import prompt_layers, read_prompts
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""Dock widgets: Qt controls that forward to the controllers (no model logic here)."""
+"""Qt building blocks shared by the dock widgets (layer combos, model controls, layout).
 
-from napari_sam2.widgets.segment import SegmentWidget
-
-__all__ = ["SegmentWidget"]
+The widgets themselves live with their feature: :mod:`napari_sam2.segment.widget` and
+:mod:`napari_sam2.tracking.napari.widget`.
+"""

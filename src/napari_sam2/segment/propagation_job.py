@@ -17,7 +17,7 @@ from napari_sam2.axes import describe_plane, layer_array
 from napari_sam2.jobs import Failure, LayerJob, Written
 from napari_sam2.layers import LabelsWriter
 from napari_sam2.models import ModelLoader
-from napari_sam2.propagation import FrameMasks, PropagationPlan, run_propagation
+from napari_sam2.segment.propagation import FrameMasks, PropagationPlan, run_propagation
 
 if TYPE_CHECKING:
     import napari

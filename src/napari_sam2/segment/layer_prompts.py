@@ -169,8 +169,8 @@ def read_prompts(
 
 def prompt_layers(prompts: PromptSet, image: Image) -> tuple[Points, Shapes, Labels | None]:
     """New Points, Shapes and Labels layers aligned with ``image`` (nothing is replaced)."""
-    from napari_sam2.boxes import new_shapes_layer
     from napari_sam2.layers import new_points_layer
+    from napari_sam2.segment.boxes import new_shapes_layer
 
     shape = (*layer_array(image).shape[: image.ndim - 2], *plane_shape(image))
     if tuple(shape) != prompts.image_shape:

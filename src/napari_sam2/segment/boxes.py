@@ -3,7 +3,7 @@
 A rectangle carries an ``object_id`` feature like a prompt point, so one Shapes layer can hold
 boxes for many objects and frames. SAM 2 takes one box per object and frame; when the user drew
 several, the last one counts (drawing a new box is how a box is corrected; reading boxes as
-prompts is :mod:`napari_sam2.layer_prompts`'s job).
+prompts is :mod:`napari_sam2.segment.layer_prompts`'s job).
 """
 
 from __future__ import annotations

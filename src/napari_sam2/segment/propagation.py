@@ -28,6 +28,7 @@ __all__ = [
     "NoPromptsError",
     "PropagationPlan",
     "plan_propagation",
+    "plan_run",
     "prompted_lines",
     "run_propagation",
     "stack_view",
@@ -194,6 +195,37 @@ def prompted_lines(prompts: PromptSet, line: PlaneIndex, axis: int) -> list[Plan
             index.insert(axis, line[axis])
             found.add(tuple(index))
     return sorted(found) or [tuple(line)]
+
+
+def plan_run(
+    prompts: PromptSet,
+    line: PlaneIndex,
+    axis: int,
+    direction: Direction = "forward",
+    frame_range: tuple[int, int] | None = None,
+    skip: frozenset[int] = frozenset(),
+    axis_names: Sequence[str] | None = None,
+    every_position: bool = False,
+) -> list[PropagationPlan]:
+    """The plans of one run: the stack through ``line`` or, with ``every_position``, every
+    stack through its frame that holds prompts (:func:`prompted_lines`).
+
+    Stacks without prompts are left out of a run over several; a lone one raises
+    :class:`NoPromptsError`, like :func:`plan_propagation`.
+    """
+    lines = [line]
+    if every_position and axis >= 0:
+        lines = prompted_lines(prompts, line, axis)
+    plans = []
+    for position in lines:
+        try:
+            plans.append(
+                plan_propagation(prompts, position, axis, direction, frame_range, skip, axis_names)
+            )
+        except NoPromptsError:
+            if len(lines) == 1:
+                raise
+    return plans
 
 
 # ---------------------------------------------------------------------------- worker body

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -23,19 +23,34 @@ if TYPE_CHECKING:
     from napari.layers import Image
     from napari.qt.threading import FunctionWorker
 
+    from sam2.image_embedding import ImageEmbedding
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
-__all__ = ["EmbeddingCache"]
+__all__ = ["EmbeddingCache", "SliceEmbedding"]
 
 EmbeddingKey = tuple[PlaneIndex, tuple[float, float]]  # plane, contrast limits
+Then = Callable[["SliceEmbedding"], None]  # what to do with a slice once it is embedded
+
+
+@dataclass(frozen=True)
+class SliceEmbedding:
+    """A slice's embedding and the predictor (of the model that made it) that decodes it."""
+
+    predictor: SAM2ImagePredictor
+    embedding: ImageEmbedding
+
+    def predict(self, **prompts: Any) -> Any:
+        """``SAM2ImagePredictor.predict`` on this slice: masks, scores, low-res logits."""
+        return self.predictor.predict(embedding=self.embedding, **prompts)
 
 
 @dataclass(frozen=True)
 class _Embedded:
-    """A slice embedded in a worker: the loaded model and the slice's own predictor."""
+    """A slice embedded in a worker: the loaded model, its predictor and the embedding."""
 
     loaded: LoadedModel
     predictor: SAM2ImagePredictor
+    embedding: ImageEmbedding
     seconds: float
 
 
@@ -47,6 +62,7 @@ class _Failure:
 def _embed_plane(
     factory: ModelLoader,
     loaded: LoadedModel | None,
+    predictor: SAM2ImagePredictor | None,
     data: Any,
     plane: PlaneIndex,
     rgb: bool,
@@ -66,22 +82,23 @@ def _embed_plane(
     except (CheckpointError, CheckpointDownloadError, ValueError, OSError, RuntimeError) as exc:
         return _Failure(f"Could not load the SAM 2 model: {exc}")
     try:
-        predictor = loaded.image_predictor()
-        predictor.set_image(read_plane(data, plane, rgb), contrast_limits=limits)
+        predictor = predictor if predictor is not None else loaded.image_predictor()
+        embedding = predictor.embed(read_plane(data, plane, rgb), contrast_limits=limits)
     except (ValueError, RuntimeError, OSError, MemoryError) as exc:
         return _Failure(f"SAM 2 could not embed {where}: {exc}")
-    return _Embedded(loaded, predictor, time.perf_counter() - start)
+    return _Embedded(loaded, predictor, embedding, time.perf_counter() - start)
 
 
 class EmbeddingCache:
-    """Per-slice image predictors of one image layer, embedded in the background.
+    """Per-slice embeddings of one image layer, computed in the background.
 
-    ``get`` answers at once from the cache; ``request`` queues a slice and, once it is embedded,
-    emits ``ready(plane, object_ids)`` with the objects that were waiting for it. The key
-    includes the layer's contrast limits, so new limits mean a new embedding.
+    ``get`` answers at once from the cache; ``request(plane, then)`` calls ``then`` with the
+    slice's :class:`SliceEmbedding` on the main thread: at once when it is cached, else once a
+    worker has embedded it (never, if that fails: ``failed`` says why). The key includes the
+    layer's contrast limits, so new limits mean a new embedding. One predictor per model
+    decodes every slice.
     """
 
-    ready = Signal(object, object)  # plane, set of object ids
     failed = Signal(str)
     status = Signal(str)
     busy_changed = Signal(bool)
@@ -91,8 +108,9 @@ class EmbeddingCache:
         self.size = size
         self._factory = factory
         self._loaded: LoadedModel | None = None
-        self._cache: OrderedDict[EmbeddingKey, SAM2ImagePredictor] = OrderedDict()
-        self._pending: dict[PlaneIndex, set[int]] = {}  # slices waiting for an embedding
+        self._predictor: SAM2ImagePredictor | None = None
+        self._cache: OrderedDict[EmbeddingKey, SliceEmbedding] = OrderedDict()
+        self._pending: dict[PlaneIndex, list[Then]] = {}  # slices waiting for an embedding
         self._worker: FunctionWorker[Any] | None = None
 
     @property
@@ -104,20 +122,26 @@ class EmbeddingCache:
         """Use another model: embeddings of the old one are dropped."""
         self._factory = factory
         self._loaded = None
+        self._predictor = None
         self._cache.clear()
 
-    def get(self, plane: PlaneIndex) -> SAM2ImagePredictor | None:
+    def get(self, plane: PlaneIndex) -> SliceEmbedding | None:
         key = self._key(plane)
-        predictor = self._cache.get(key)
-        if predictor is not None:
+        embedded = self._cache.get(key)
+        if embedded is not None:
             self._cache.move_to_end(key)
-        return predictor
+        return embedded
 
-    def request(self, plane: PlaneIndex, object_ids: Iterable[int] = ()) -> None:
-        """Embed ``plane`` if needed; ``object_ids`` are handed to ``ready`` when it is."""
-        if self.get(plane) is not None and not object_ids:
+    def request(self, plane: PlaneIndex, then: Then | None = None) -> None:
+        """Embed ``plane`` if needed, then call ``then`` (if given) with its embedding."""
+        embedded = self.get(plane)
+        if embedded is not None:
+            if then is not None:
+                then(embedded)
             return
-        self._pending.setdefault(plane, set()).update(int(i) for i in object_ids)
+        waiting = self._pending.setdefault(plane, [])
+        if then is not None:
+            waiting.append(then)
         self._start_next()
 
     def close(self) -> None:
@@ -135,11 +159,11 @@ class EmbeddingCache:
             return  # the running worker starts the next one when it finishes
         while self._pending:
             plane = next(iter(self._pending))
-            if self.get(plane) is None:
+            embedded = self.get(plane)
+            if embedded is None:
                 break
-            ids = self._pending.pop(plane)
-            if ids:
-                self.ready.emit(plane, ids)
+            for then in self._pending.pop(plane):
+                then(embedded)
         else:
             return
         from napari.qt.threading import create_worker
@@ -150,6 +174,7 @@ class EmbeddingCache:
             _embed_plane,
             self._factory,
             self._loaded,
+            self._predictor,
             layer_array(self.image),
             plane,
             bool(self.image.rgb),
@@ -175,14 +200,15 @@ class EmbeddingCache:
         if factory is not self._factory:
             return  # the model changed meanwhile; queued slices are embedded again
         self._loaded = result.loaded
-        self._cache[key] = result.predictor
+        self._predictor = result.predictor
+        embedded = SliceEmbedding(result.predictor, result.embedding)
+        self._cache[key] = embedded
         while len(self._cache) > self.size:
             self._cache.popitem(last=False)
         plane = key[0]
         self.status.emit(f"embedded {describe_plane(self.image, plane)} in {result.seconds:.1f} s")
-        ids = self._pending.pop(plane, None)
-        if ids:
-            self.ready.emit(plane, ids)
+        for then in self._pending.pop(plane, []):
+            then(embedded)
 
     def _on_finished(self) -> None:
         self._worker = None

@@ -12,10 +12,12 @@ it, so a predictor option can never be lost by copying constructor arguments. to
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from psygnal import Signal
 
 from sam2.hub import config_for_checkpoint, hub_model_ids
 from sam2.video.options import TrackingOptions
@@ -33,9 +35,12 @@ __all__ = [
     "LOCAL_CHECKPOINT",
     "PROPAGATION_OPTIONS",
     "TRACKING_OPTIONS",
+    "USER_MODELS",
     "LoadedModel",
     "ModelChoice",
     "ModelLoader",
+    "UserModel",
+    "UserModels",
     "available_devices",
     "config_for_checkpoint",
     "default_model",
@@ -199,3 +204,58 @@ def available_devices() -> dict[str, bool]:
         "cuda": bool(torch.cuda.is_available()),
         "mps": bool(mps is not None and mps.is_available()),
     }
+
+
+@dataclass(frozen=True)
+class UserModel:
+    """A model trained in this session, as the widgets list it (``label``) and load it."""
+
+    label: str  # "fine-tuned: <folder name>"
+    choice: ModelChoice  # hub_id None, checkpoint = <folder>/model.safetensors
+
+    @property
+    def checkpoint(self) -> str:
+        return self.choice.checkpoint or ""
+
+
+class UserModels:
+    """The models fine-tuned in this session, shared by every widget's model list.
+
+    The fine-tuning widget :meth:`add` s a checkpoint when a run ends; every
+    ``ModelControls`` listens to ``added`` and lists it at once, so no widget reaches into
+    another. Adding a checkpoint already listed emits ``added`` again with the same entry
+    (its weights were overwritten: a widget using it reloads).
+    """
+
+    added = Signal(object)  # UserModel
+    removed = Signal(object)  # UserModel
+
+    def __init__(self) -> None:
+        self._models: list[UserModel] = []
+
+    def add(self, checkpoint: str | Path) -> UserModel:
+        """List ``checkpoint`` (a trained ``model.safetensors``, config beside it)."""
+        path = str(Path(checkpoint).resolve())
+        model = next((m for m in self._models if m.checkpoint == path), None)
+        if model is None:
+            label = f"fine-tuned: {Path(path).parent.name}"
+            model = UserModel(label, ModelChoice(hub_id=None, checkpoint=path))
+            self._models.append(model)
+        self.added.emit(model)
+        return model
+
+    def remove(self, model: UserModel) -> None:
+        """Stop listing ``model`` (its files stay)."""
+        if model in self._models:
+            self._models.remove(model)
+            self.removed.emit(model)
+
+    def __iter__(self) -> Iterator[UserModel]:
+        return iter(list(self._models))
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+
+#: The session's fine-tuned models (see :class:`UserModels`).
+USER_MODELS = UserModels()

@@ -2,16 +2,19 @@
 
 It turns its controls into a :class:`~napari_sam2.models.ModelChoice` and a load-once
 :data:`~napari_sam2.models.ModelLoader`; nothing is loaded and torch is not imported until a
-widget calls the loader (or opens the device list).
+widget calls the loader (or opens the device list). Models fine-tuned in this session
+(:data:`~napari_sam2.models.USER_MODELS`) are listed before "local checkpoint…" as soon as
+they are registered.
 """
 
 from __future__ import annotations
 
 import sys
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import Signal
+from qtpy.QtCore import Qt, Signal
 from qtpy.QtGui import QStandardItemModel
 from qtpy.QtWidgets import (
     QComboBox,
@@ -28,8 +31,10 @@ from napari_sam2.models import (
     DEMO_MODEL,
     DEMO_MODEL_LABEL,
     LOCAL_CHECKPOINT,
+    USER_MODELS,
     ModelChoice,
     ModelLoader,
+    UserModel,
     available_devices,
     config_for_checkpoint,
     default_model,
@@ -69,6 +74,8 @@ class ModelControls(QGroupBox):
         for model_id in model_ids():  # shown by label, carried by id
             self.model_combo.addItem(_model_label(model_id), model_id)
         self.model_combo.addItem(LOCAL_CHECKPOINT, None)
+        for user_model in USER_MODELS:
+            self._add_user_model(user_model)
         self.model_combo.setCurrentIndex(self.model_combo.findData(default_model()))
         self.model_combo.setToolTip(
             "Released models are downloaded once into the Hugging Face cache (tiny is fastest, "
@@ -114,10 +121,20 @@ class ModelControls(QGroupBox):
         self.device_combo.currentIndexChanged.connect(self._on_control_changed)
         self.precision_combo.currentIndexChanged.connect(self._on_control_changed)
         self.browse_button.clicked.connect(self._on_browse)
+        _follow_user_models(self)
 
     def choice(self) -> ModelChoice:
         """The model the controls describe."""
         device = DEVICES[max(self.device_combo.currentIndex(), 0)]
+        precision = PRECISIONS[max(self.precision_combo.currentIndex(), 0)]
+        chosen = self.model_combo.currentData()
+        if isinstance(chosen, UserModel):  # its config is the JSON beside it
+            return ModelChoice(
+                hub_id=None,
+                checkpoint=chosen.checkpoint,
+                device=None if device == "auto" else device,
+                precision=precision,
+            )
         config = None
         if self.config_combo is not None and self.config_combo.currentIndex() > 0:
             config = self.config_combo.currentText()
@@ -126,7 +143,7 @@ class ModelControls(QGroupBox):
             checkpoint=self.checkpoint_edit.text().strip() or None,
             config=config,
             device=None if device == "auto" else device,
-            precision=PRECISIONS[max(self.precision_combo.currentIndex(), 0)],
+            precision=precision,
         )
 
     def factory(self) -> ModelLoader:
@@ -144,6 +161,33 @@ class ModelControls(QGroupBox):
         """Mark unavailable devices, if torch is already loaded (this never imports it)."""
         if "torch" in sys.modules:
             _mark_devices(self.device_combo)
+
+    def _index_of(self, data: UserModel | str | None) -> int:
+        """The model entry carrying ``data`` (compared in Python: Qt's findData cannot
+        compare Python objects), or -1."""
+        combo = self.model_combo
+        return next((i for i in range(combo.count()) if combo.itemData(i) == data), -1)
+
+    def _add_user_model(self, model: UserModel) -> None:
+        """List ``model`` just before "local checkpoint…" (once; its path as tooltip)."""
+        combo = self.model_combo
+        if self._index_of(model) < 0:
+            index = self._index_of(None)  # the local checkpoint entry
+            blocked = combo.blockSignals(True)
+            combo.insertItem(index, model.label, model)
+            combo.setItemData(index, model.checkpoint, Qt.ItemDataRole.ToolTipRole)
+            combo.blockSignals(blocked)
+
+    def _on_user_model_added(self, model: UserModel) -> None:
+        listed = self._index_of(model) >= 0
+        self._add_user_model(model)
+        if listed and self.model_combo.currentData() == model:
+            self._on_control_changed()  # retrained in place: load the new weights
+
+    def _on_user_model_removed(self, model: UserModel) -> None:
+        index = self._index_of(model)
+        if index >= 0:
+            self.model_combo.removeItem(index)  # emits a change if it was chosen
 
     def _on_control_changed(self, *_: Any) -> None:
         self._show_local_controls(self.model_combo.currentData() is None)
@@ -170,6 +214,31 @@ class ModelControls(QGroupBox):
                     f"Choose the config of {Path(path).name}: its name is not an official one."
                 )
             self._on_control_changed()
+
+
+def _follow_user_models(controls: ModelControls) -> None:
+    """Connect ``controls`` to the registry until its Qt object is destroyed.
+
+    psygnal holds bound methods weakly, which covers a garbage-collected widget; a widget
+    whose C++ side napari deleted while Python still holds it is disconnected here, so the
+    registry never calls into a deleted widget.
+    """
+    slots = (
+        (USER_MODELS.added, weakref.WeakMethod(controls._on_user_model_added)),
+        (USER_MODELS.removed, weakref.WeakMethod(controls._on_user_model_removed)),
+    )
+    for signal, ref in slots:
+        method = ref()
+        if method is not None:
+            signal.connect(method)
+
+    def disconnect(*_: Any) -> None:
+        for signal, ref in slots:
+            method = ref()
+            if method is not None:
+                signal.disconnect(method, missing_ok=True)
+
+    controls.destroyed.connect(disconnect)
 
 
 class _DeviceCombo(QComboBox):

@@ -4,7 +4,7 @@ The image is the fluorescence nuclei image with hand-drawn masks that ships insi
 ``stardist`` wheel (see scripts/evaluate_demo_model.py), cut into four 256 x 256 tiles:
 tiles 0 and 1 are the user's annotated "frames" (one trains, one validates and picks the
 checkpoint), tiles 2 and 3 are only ever scored. For each training choice the demo model is
-fine-tuned with :func:`napari_sam2.fine_tune.run_fine_tuning`, exactly as ``napari-sam2
+fine-tuned with :func:`napari_sam2.fine_tune.run.run_fine_tuning`, exactly as ``napari-sam2
 train`` and the widget do, and scored by one click at each nucleus' centre.
 
     python scripts/fine_tune_demo.py --weights sam2/weights/demo_cells.safetensors --steps 150
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from evaluate_demo_model import _cpu_name, real_click_ious, stardist_nuclei
 
-from napari_sam2.fine_tune import run_fine_tuning
+from napari_sam2.fine_tune.run import run_fine_tuning
 from napari_sam2.models import ModelChoice
 from sam2.build_sam import build_sam2
 from sam2.sam2_image_predictor import SAM2ImagePredictor

@@ -230,7 +230,7 @@ def _segment(args: argparse.Namespace) -> str:
 
 
 def _train(args: argparse.Namespace) -> str:
-    from napari_sam2.fine_tune import gather_stacks, run_fine_tuning
+    from napari_sam2.fine_tune.run import gather_stacks, run_fine_tuning
     from sam2.training.trainer import TrainingOptions
 
     labels = args.labels or ["-"] * len(args.images)

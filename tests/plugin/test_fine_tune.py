@@ -11,7 +11,7 @@ import tifffile
 import torch
 
 from napari_sam2.cli import main
-from napari_sam2.fine_tune import gather_stacks, run_fine_tuning
+from napari_sam2.fine_tune.run import gather_stacks, run_fine_tuning
 from napari_sam2.models import ModelChoice
 from sam2.build_sam import build_model, build_sam2
 from sam2.configs import resolve_config

@@ -18,9 +18,9 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import notification_manager
 from qtpy.QtWidgets import QMessageBox
 
+from napari_sam2.fine_tune.widget import TRAINABLE_TEXT, FineTuneWidget
 from napari_sam2.models import LOCAL_CHECKPOINT, USER_MODELS, ModelChoice
 from napari_sam2.widgets._model_controls import ModelControls
-from napari_sam2.widgets.fine_tune import TRAINABLE_TEXT, FineTuneWidget
 from napari_sam2.widgets.segment import SegmentWidget
 from napari_sam2.widgets.track import TrackWidget
 from sam2.synthetic import SyntheticTimelapse, make_timelapse

@@ -1,6 +1,6 @@
 """One fine-tuning run in a napari worker: settings, progress, ETA, Stop, and the result.
 
-The worker body is :func:`napari_sam2.fine_tune.run_fine_tuning`, whose callbacks run in the
+The worker body is :func:`napari_sam2.fine_tune.run.run_fine_tuning`, whose callbacks run in the
 worker thread; they emit private signals of :class:`FineTuneJob`, which Qt delivers on the
 main thread (the job lives there), where the progress bar, ETA and status sentences are made.
 This is not a :class:`~napari_sam2.jobs.LayerJob`: that lifecycle drives generator workers
@@ -19,15 +19,15 @@ from typing import TYPE_CHECKING
 
 from qtpy.QtCore import QObject, Signal
 
+from napari_sam2.fine_tune.training_data import PairArrays, pair_stacks
 from napari_sam2.jobs import Failure
 from napari_sam2.models import USER_MODELS, ModelChoice
-from napari_sam2.widgets._training_data import PairArrays, pair_stacks
 
 if TYPE_CHECKING:
     from napari.qt.threading import FunctionWorker
     from napari.utils import progress
 
-    from napari_sam2.fine_tune import FineTuneResult, Validation
+    from napari_sam2.fine_tune.run import FineTuneResult, Validation
     from sam2.training.trainable import Trainable
     from sam2.training.trainer import StepLog, TrainingOptions
 
@@ -189,7 +189,7 @@ def _train(
     job: FineTuneJob,
 ) -> FineTuneResult | Failure:
     """The worker body: the headless runner, with expected failures returned as sentences."""
-    from napari_sam2.fine_tune import run_fine_tuning
+    from napari_sam2.fine_tune.run import run_fine_tuning
 
     try:
         stacks = pair_stacks(pairs, with_clips=settings.clips)

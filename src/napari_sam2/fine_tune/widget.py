@@ -1,6 +1,6 @@
 """The "SAM 2 fine-tuning" dock widget: train a model on the labels the user corrected.
 
-Controls, checks and a live plot only: training is :func:`napari_sam2.fine_tune.run_fine_tuning`
+Controls, checks and a live plot only: training is :func:`napari_sam2.fine_tune.run.run_fine_tuning`
 (the same run as ``napari-sam2 train``) in a worker thread, so the viewer never freezes. Stop
 is checked between steps and keeps the best checkpoint so far. When a run ends the model is
 registered in :data:`~napari_sam2.models.USER_MODELS`, and every widget's model list shows it
@@ -32,23 +32,23 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from napari_sam2.models import ModelChoice
-from napari_sam2.widgets._fine_tune_job import (
+from napari_sam2.fine_tune.job import (
     CLIP_FRAMES,
     VALIDATION_BATCHES,
     FineTuneJob,
     FineTuneSettings,
 )
+from napari_sam2.fine_tune.plot import TrainingPlot
+from napari_sam2.fine_tune.training_data import TrainingPair, check_pairs, make_pair
+from napari_sam2.models import ModelChoice
 from napari_sam2.widgets._layer_combo import LayerCombo
 from napari_sam2.widgets._layout import DockWidget, row
 from napari_sam2.widgets._model_controls import ModelControls
-from napari_sam2.widgets._training_data import TrainingPair, check_pairs, make_pair
-from napari_sam2.widgets._training_plot import TrainingPlot
 
 if TYPE_CHECKING:
     import napari
 
-    from napari_sam2.fine_tune import Validation
+    from napari_sam2.fine_tune.run import Validation
     from sam2.training.trainable import Trainable
     from sam2.training.trainer import StepLog
 

@@ -20,9 +20,9 @@ from qtpy.QtWidgets import QMessageBox
 
 from napari_sam2.fine_tune.widget import TRAINABLE_TEXT, FineTuneWidget
 from napari_sam2.models import LOCAL_CHECKPOINT, USER_MODELS, ModelChoice
+from napari_sam2.segment.widget import SegmentWidget
+from napari_sam2.tracking.napari.widget import TrackWidget
 from napari_sam2.widgets._model_controls import ModelControls
-from napari_sam2.widgets.segment import SegmentWidget
-from napari_sam2.widgets.track import TrackWidget
 from sam2.synthetic import SyntheticTimelapse, make_timelapse
 from tests.plugin.session import WAIT_MS, errors_after
 

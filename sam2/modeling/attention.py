@@ -127,7 +127,11 @@ class RoPEAttention(Attention):
                 if end_x * end_y != length:
                     raise ValueError(f"RoPE needs a square query grid, got {length} tokens")
             head_dim = self.internal_dim // self.num_heads
-            self._tables[key] = axial_rope_table(head_dim, end_x, end_y, self.rope_theta).to(device)
+            # A table first built under inference mode (a video run) could not be used by a
+            # later training step of the same model; a normal tensor serves both.
+            with torch.inference_mode(False):
+                table = axial_rope_table(head_dim, end_x, end_y, self.rope_theta).to(device)
+            self._tables[key] = table
         return self._tables[key]
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, num_k_exclude_rope: int = 0) -> Tensor:

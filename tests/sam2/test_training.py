@@ -202,3 +202,21 @@ def test_weights_of_another_config_are_refused(config: SAM2Config, tmp_path: Pat
     path = save_weights(_model(config), tmp_path / "small.safetensors")
     with pytest.raises(CheckpointError):
         build_sam2("configs/sam2.1/sam2.1_hiera_t.yaml", str(path), device="cpu")
+
+
+def test_video_training_after_a_video_run_of_the_same_model(
+    config: SAM2Config, dataset: StackDataset
+) -> None:
+    """Tracking first (inference mode) must not poison what training reuses (the RoPE table)."""
+    from sam2.sam2_video_predictor import SAM2VideoPredictor
+
+    model = _model(config)
+    predictor = SAM2VideoPredictor(model)
+    state = predictor.init_state(dataset.stacks[0].unit)
+    predictor.add_new_points_or_box(state, 0, 1, points=[[64, 64]], labels=[1])
+    assert len(list(predictor.propagate_in_video(state))) == 6
+    # 6-frame clips: some frames are always tracked through memory attention (its RoPE).
+    options = _options(steps=2, video_fraction=1.0, clip_frames=6)
+    logs = list(Trainer(model, dataset, options).run())
+    assert [log.kind for log in logs] == ["video", "video"]
+    assert all(math.isfinite(log.loss["total"]) for log in logs)

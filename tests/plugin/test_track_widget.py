@@ -8,7 +8,6 @@ truth (random weights never see a division), injected through the controller's
 from __future__ import annotations
 
 import csv
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from sam2.sam2_video_predictor import SAM2VideoPredictor
 from sam2.synthetic import SyntheticTimelapse, make_tracking_timelapse
 from sam2.video.options import TrackingOptions
 from tests.plugin.session import WAIT_MS, errors_after
-from tests.tracking.ground_truth import GroundTruthMaskSource
+from tests.tracking.ground_truth import GatedMaskSource, GroundTruthMaskSource
 
 pytestmark = pytest.mark.gui
 
@@ -269,31 +268,13 @@ def test_add_a_division_by_hand(
     assert set(tracking.tracks.graph) == set(division.daughters)
 
 
-class _GatedSource(GroundTruthMaskSource):
-    """Ground truth that waits before frame ``hold`` until the test opens the gate; counts
-    how often it is closed."""
-
-    def __init__(self, data: SyntheticTimelapse, hold: int) -> None:
-        super().__init__(data)
-        self.hold, self.gate = hold, threading.Event()
-        self.closed = 0
-
-    def close(self) -> None:
-        self.closed += 1
-
-    def track(self, frame_idx: int) -> dict[int, np.ndarray]:
-        if frame_idx >= self.hold:
-            self.gate.wait(timeout=30)
-        return super().track(frame_idx)
-
-
 def test_stop_keeps_finished_frames_and_their_lineage(
     open_tracking: Callable[..., Tracking], timelapse: SyntheticTimelapse
 ) -> None:
     """Stop during frame 3: frames 0-3 stay, later frames stay empty, every track is closed
     within them, and the lineage and Tracks layer still come out."""
     tracking = open_tracking(timelapse)
-    source = _GatedSource(timelapse, hold=3)
+    source = GatedMaskSource(timelapse, hold=3)
     tracking.controller.mask_source_factory = lambda inputs: source
     run = tracking.track()
     tracking.qtbot.waitUntil(lambda: run.frames_done == 3, timeout=WAIT_MS)
@@ -318,7 +299,7 @@ def test_stop_closes_the_source_once_the_worker_is_done(
     """Stop quits the worker between frames; the run then closes its mask source (SAM 2's
     frame prefetch) at once, not whenever the suspended worker body is collected."""
     tracking = open_tracking(timelapse)
-    source = _GatedSource(timelapse, hold=3)
+    source = GatedMaskSource(timelapse, hold=3)
     tracking.controller.mask_source_factory = lambda inputs: source
     run = tracking.track()
     tracking.qtbot.waitUntil(lambda: run.frames_done == 3, timeout=WAIT_MS)
@@ -365,7 +346,7 @@ def test_removing_the_output_layer_stops_the_run(
     """The output Labels removed mid-run: one notification names it (the shared job
     lifecycle's sentence), the run stops and its Tracks layer goes too."""
     tracking = open_tracking(timelapse)
-    source = _GatedSource(timelapse, hold=3)
+    source = GatedMaskSource(timelapse, hold=3)
     tracking.controller.mask_source_factory = lambda inputs: source
     run = tracking.track()
     tracking.qtbot.waitUntil(lambda: run.frames_done == 3, timeout=WAIT_MS)
@@ -390,7 +371,7 @@ def test_a_tracks_layer_removed_mid_run_comes_back_at_the_end(
     """The user removes the growing Tracks layer: later frames do not add it back (the run
     never fights the user), and the finished run shows it again, whole."""
     tracking = open_tracking(timelapse)
-    source = _GatedSource(timelapse, hold=3)
+    source = GatedMaskSource(timelapse, hold=3)
     tracking.controller.mask_source_factory = lambda inputs: source
     later: list[bool] = []
     tracking.controller.frame_written.connect(

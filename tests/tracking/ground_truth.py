@@ -1,8 +1,10 @@
 """Test doubles built from synthetic ground truth: a mask source that tracks like SAM 2 would
-(when the model is not what is under test), and GT folders in the CTC layout."""
+(when the model is not what is under test), one that holds a run at a frame until the test lets
+it go (to act mid-run without racing the worker), and GT folders in the CTC layout."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Literal
@@ -99,6 +101,24 @@ class GroundTruthMaskSource:
             inside = frame[y0:y1, x0:x1]
             cell = np.bincount(inside[inside > 0]).argmax() if (inside > 0).any() else 0
         return (frame == cell) if cell else np.zeros(frame.shape, dtype=bool)
+
+
+class GatedMaskSource(GroundTruthMaskSource):
+    """Ground truth that waits before frame ``hold`` until the test opens ``gate``; counts
+    how often it is closed."""
+
+    def __init__(self, data: SyntheticTimelapse, hold: int) -> None:
+        super().__init__(data)
+        self.hold, self.gate = hold, threading.Event()
+        self.closed = 0
+
+    def close(self) -> None:
+        self.closed += 1
+
+    def track(self, frame_idx: int) -> dict[int, np.ndarray]:
+        if frame_idx >= self.hold:
+            self.gate.wait(timeout=30)
+        return super().track(frame_idx)
 
 
 def write_gt_folder(root: Path, data: SyntheticTimelapse) -> Path:

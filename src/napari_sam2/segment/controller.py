@@ -4,8 +4,11 @@ The controller is the image's layers (:class:`~napari_sam2.segment.image_layers.
 plus what the user does with them: clicks answered on the slice by a
 :class:`~napari_sam2.segment.clicks.SliceSegmenter`, propagations through the stack
 (:class:`~napari_sam2.segment.propagation_job.PropagationRun`), accepting and clearing objects,
-and saving and opening sessions. torch and ``sam2`` are imported inside the functions that need
-them so that opening napari and the widget stays instant.
+and saving and opening sessions. What the widget shows of it (status line, embedding,
+propagation running) is the controller's :class:`~napari_sam2.segment.state.SegmentState`, which
+the slice segmenter, the embedding cache and each run write into straight from their signals.
+torch and ``sam2`` are imported inside the functions that need them so that opening napari and
+the widget stays instant.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from napari.utils.notifications import show_error
-from psygnal import Signal
 
 from napari_sam2.axes import PlaneIndex, axis_name, describe_plane, plane_index
 from napari_sam2.models import ModelLoader
@@ -23,6 +25,7 @@ from napari_sam2.segment.image_layers import ImageLayers
 from napari_sam2.segment.layer_prompts import read_prompts
 from napari_sam2.segment.propagation import Direction, plan_run
 from napari_sam2.segment.propagation_job import PropagationRun
+from napari_sam2.segment.state import SegmentState
 
 if TYPE_CHECKING:
     import napari
@@ -36,11 +39,8 @@ class SegmentController(ImageLayers):
 
     ``segment`` predicts at once when the slice's embedding is cached, otherwise the slice is
     embedded in a thread worker first. With ``live`` on, every point or box added, moved or
-    removed re-segments the objects it belongs to.
+    removed re-segments the objects it belongs to. ``state`` is what a widget observes.
     """
-
-    status = Signal(str)
-    busy_changed = Signal(bool)
 
     def __init__(
         self,
@@ -54,13 +54,14 @@ class SegmentController(ImageLayers):
         self.cache_size = cache_size
         self.live = True
         self._factory = factory
+        self.state = SegmentState()
         self._clicks = SliceSegmenter(self, factory, cache_size)
-        self._clicks.status.connect(self._relay_status)
+        self._clicks.status.connect_setattr(self.state, "status", maxargs=1)
         self._clicks.failed.connect(self._fail)
         self._embeddings = self._clicks.embeddings
         self._embeddings.failed.connect(self._fail)
-        self._embeddings.status.connect(self._relay_status)
-        self._embeddings.busy_changed.connect(self._relay_busy)
+        self._embeddings.status.connect_setattr(self.state, "status", maxargs=1)
+        self._embeddings.busy_changed.connect_setattr(self.state, "embedding", maxargs=1)
         self.accepted: set[int] = set()  # objects whose masks propagations leave alone
         self._propagation: PropagationRun | None = None  # the current (or last) run
         self.edited.connect(self._resegment)
@@ -70,12 +71,12 @@ class SegmentController(ImageLayers):
     @property
     def busy(self) -> bool:
         """True while a model load or slice embedding runs in a worker."""
-        return self._embeddings.busy
+        return self.state.embedding
 
     @property
     def propagating(self) -> bool:
-        """True while a propagation worker runs."""
-        return self._propagation is not None and self._propagation.running
+        """True while a propagation runs (until its end has been handled)."""
+        return self.state.running
 
     def set_factory(self, factory: ModelLoader) -> None:
         """Use another model: embeddings of the old one are dropped, labels stay."""
@@ -106,7 +107,7 @@ class SegmentController(ImageLayers):
         if changed and self.live:
             self.segment(changed)
         kind = "positive (green)" if positive else "negative (red)"
-        self.status.emit(f"next point: {kind}")
+        self.state.status = f"next point: {kind}"
 
     # -------------------------------------------------------------- propagation
     def propagate(
@@ -146,15 +147,15 @@ class SegmentController(ImageLayers):
             self._fail(str(exc))
             return None
         run = PropagationRun(self.viewer, image, labels, plans)
-        run.status.connect(self._relay_status)
+        run.status.connect_setattr(self.state, "status", maxargs=1)
         run.finished.connect(self._on_propagation_finished)
         self._propagation = run
         run.run(self._factory)
-        self.busy_changed.emit(True)
+        self.state.running = True
         return run
 
     def _on_propagation_finished(self) -> None:
-        self.busy_changed.emit(self.busy)
+        self.state.running = False
 
     def stop(self) -> None:
         """Stop a running propagation after the frame in flight; finished frames stay."""
@@ -172,7 +173,7 @@ class SegmentController(ImageLayers):
         accepted = self.object_id
         self.accepted.add(accepted)
         self.set_object_id(self.next_object_id())
-        self.status.emit(
+        self.state.status = (
             f"object {accepted} accepted: propagations leave it as it is; now object "
             f"{self.object_id}"
         )
@@ -191,7 +192,7 @@ class SegmentController(ImageLayers):
             cleared = self.writer.clear(plane, self.object_id)
         self._clicks.forget(plane, self.object_id)
         where = describe_plane(self.image_layer, plane)
-        self.status.emit(f"object {self.object_id} cleared on {where} ({cleared} px)")
+        self.state.status = f"object {self.object_id} cleared on {where} ({cleared} px)"
 
     # -------------------------------------------------------------- sessions
     def save_session(self, path: str, video_axis: int | None = None) -> str:
@@ -207,7 +208,7 @@ class SegmentController(ImageLayers):
         )
         saved = save_prompts(session, path)
         n_boxes = sum(b.plane is not None for b in session.boxes)
-        self.status.emit(
+        self.state.status = (
             f"saved {len(session.points)} point(s), {n_boxes} box(es) and "
             f"{'the labels' if session.labels is not None else 'no labels'} to {saved.name}"
         )
@@ -235,7 +236,7 @@ class SegmentController(ImageLayers):
         if ids:
             self.set_object_id(ids[0])
         self.layers_changed.emit()
-        self.status.emit(
+        self.state.status = (
             f"opened {len(session.points)} point(s), {len(session.boxes)} box(es) for "
             f"object(s) {', '.join(map(str, ids)) or 'none'}"
         )
@@ -251,10 +252,4 @@ class SegmentController(ImageLayers):
 
     def _fail(self, message: str) -> None:
         show_error(message)
-        self.status.emit(message)
-
-    def _relay_status(self, text: str) -> None:
-        self.status.emit(text)
-
-    def _relay_busy(self, busy: bool) -> None:
-        self.busy_changed.emit(busy)
+        self.state.status = message

@@ -1,8 +1,11 @@
 """The "SAM 2 segmentation" dock widget: what its controls do.
 
 Every action is forwarded to the :class:`~napari_sam2.segment.controller.SegmentController` of
-the chosen image; the widget holds no model, no tensors and imports no torch. The controls and
-their layout are :class:`~napari_sam2.segment.widget_layout.SegmentLayout`'s.
+the chosen image; the widget holds no model, no tensors and imports no torch. What it shows of
+the work comes from each controller's evented
+:class:`~napari_sam2.segment.state.SegmentState`, observed for every image at once: so Stop stays
+enabled while any image propagates, whichever image the combo shows. The controls and their
+layout are :class:`~napari_sam2.segment.widget_layout.SegmentLayout`'s.
 """
 
 from __future__ import annotations
@@ -84,8 +87,10 @@ class SegmentWidget(SegmentLayout):
         if controller is None:
             controller = SegmentController(self._viewer, image, self._model_factory())
             controller.live = self._live_check.isChecked()
-            controller.status.connect(self._on_status)
-            controller.busy_changed.connect(self._on_busy)
+            events = controller.state.events
+            events.status.connect(self._on_status)
+            events.embedding.connect(self._on_work_changed)
+            events.running.connect(self._on_work_changed)
             controller.layers_changed.connect(self._sync_layers)
             self._controllers[id(image)] = controller
         return controller
@@ -93,6 +98,7 @@ class SegmentWidget(SegmentLayout):
     def _on_image_changed(self, *_: Any) -> None:
         controller = self._controller(notify=False)
         image = self._image_combo.layer
+        self._show_work()
         if controller is None or image is None:
             self._stack_label.setText("No image layer open.")
             return
@@ -200,6 +206,7 @@ class SegmentWidget(SegmentLayout):
         controller = self._controllers.pop(id(event.value), None)
         if controller is not None:
             controller.close()
+            self._show_work()
 
     def _on_add_points(self) -> None:
         controller = self._controller()
@@ -274,12 +281,20 @@ class SegmentWidget(SegmentLayout):
     def _on_status(self, text: str) -> None:
         self._status_label.setText(text)
 
-    def _on_busy(self, busy: bool) -> None:
-        controller = self._controller(notify=False)
-        propagating = controller is not None and controller.propagating
-        self._propagate_button.setEnabled(not propagating)
-        self._stop_button.setEnabled(propagating)
-        embedding = controller is not None and controller.busy
-        self._segment_button.setText("Segment (embedding…)" if embedding else "Segment")
+    def _on_work_changed(self, busy: bool) -> None:
+        """An image's embedding or propagation started or ended: redraw; once work ends,
+        the devices' free memory has changed."""
+        self._show_work()
         if not busy:
             self._model_box.refresh_devices()
+
+    def _show_work(self) -> None:
+        """Buttons from the states: Stop while any image propagates (Stop stops every run),
+        Propagate and the Segment text from the image chosen now."""
+        states = [c.state for c in self._controllers.values()]
+        self._stop_button.setEnabled(any(state.running for state in states))
+        controller = self._controllers.get(id(self._image_combo.layer))
+        propagating = controller is not None and controller.state.running
+        self._propagate_button.setEnabled(not propagating)
+        embedding = controller is not None and controller.state.embedding
+        self._segment_button.setText("Segment (embedding…)" if embedding else "Segment")

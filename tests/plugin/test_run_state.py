@@ -1,6 +1,6 @@
 """Run state shared through evented models: the widgets' Stop follows every run, not the combo.
 
-Each run is held at a frame by a gate (a wrapped propagation body), so the
+Each run is held at a frame by a gate (a wrapped propagation body, a gated mask source), so the
 test acts while it is certainly still running, and knows which frames it finished.
 """
 
@@ -10,12 +10,16 @@ import threading
 from collections.abc import Callable, Generator
 from typing import Any
 
+import numpy as np
 import pytest
 
 from napari_sam2.run_state import RunState
 from napari_sam2.segment import propagation_job
 from napari_sam2.segment.state import SegmentState
+from napari_sam2.tracking.napari.widget import TrackWidget
+from sam2.synthetic import make_tracking_timelapse
 from tests.plugin.session import WAIT_MS, Session, on_frame
+from tests.tracking.ground_truth import GatedMaskSource
 
 HOLD = 2  # frames a held run finishes before it waits for the gate
 
@@ -104,3 +108,41 @@ def test_stop_stays_enabled_while_another_image_is_chosen(
     assert f"stopped after {HOLD + 1} frame(s)" in widget._status_label.text()
     _choose(widget._image_combo, controller_a.image_layer.name)
     assert widget._propagate_button.isEnabled()
+
+
+@pytest.mark.gui
+def test_tracking_stop_stays_enabled_while_another_image_is_chosen(
+    make_napari_viewer: Callable[..., Any], qtbot: Any
+) -> None:
+    """Tracking "cells", the user picks another image in the widget: Stop stays enabled and
+    ends the run; the frames done stay in the output layer."""
+    data = make_tracking_timelapse(
+        n_frames=8, shape=(128, 128), n_cells=3, n_divisions=1, n_entering=0, n_leaving=0, seed=3
+    )
+    viewer = make_napari_viewer()
+    viewer.add_image(data.image, name="cells")
+    seeds = viewer.add_labels(data.labels[0].astype(np.uint16), name="seeds")
+    viewer.add_image(data.image[::-1].copy(), name="other")
+    viewer.dims.set_current_step(0, 0)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2 cell tracking")
+    assert isinstance(widget, TrackWidget)
+    _choose(widget._image_combo, "cells")
+    widget._seeds_combo.set_layer(seeds)
+    source = GatedMaskSource(data, hold=HOLD)
+    widget.controller.mask_source_factory = lambda inputs: source
+    widget._on_track()
+    run = widget.controller.run
+    assert run is not None
+    try:
+        qtbot.waitUntil(lambda: run.frames_done == HOLD, timeout=WAIT_MS)
+        _choose(widget._image_combo, "other")
+        assert widget._stop_button.isEnabled() and not widget._track_button.isEnabled()
+        widget._stop_button.click()
+    finally:
+        source.gate.set()
+    qtbot.waitUntil(lambda: not widget.controller.running, timeout=WAIT_MS)
+    assert run.result is not None and run.result.stopped and run.result.last_frame == HOLD
+    labels = widget.controller.labels_layer
+    assert labels is not None and labels in viewer.layers
+    assert all(labels.data[t].any() for t in range(HOLD + 1)) and not labels.data[HOLD + 1 :].any()
+    assert not widget._stop_button.isEnabled() and widget._track_button.isEnabled()

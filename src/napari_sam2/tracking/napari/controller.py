@@ -6,7 +6,9 @@ the Tracks layer and, on a division, refreshes the divisions list, both from the
 which the frames' lineage events keep current. When it ends, or is stopped, the controller keeps
 the run's final lineage (also in the layer's ``metadata["lineage"]``) and rebuilds the Tracks
 layer from the labels. Division corrections and exports go through it as well, so the widget
-only forwards clicks. torch is never imported here.
+only forwards clicks and observes the controller's evented
+:class:`~napari_sam2.run_state.RunState` (status line, run in progress). torch is never imported
+here.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from psygnal import Signal
 from napari_sam2.axes import layer_array
 from napari_sam2.layers import new_labels_layer
 from napari_sam2.models import ModelLoader as PredictorFactory
+from napari_sam2.run_state import RunState
 from napari_sam2.tracking import editing
 from napari_sam2.tracking.lineage import Division, Lineage, TrackDivided
 from napari_sam2.tracking.napari.inputs import prepare_inputs
@@ -43,16 +46,16 @@ class TrackingController:
     :class:`~.inputs.TrackingInputs` and returning a
     :class:`~napari_sam2.tracking.sources.MaskSource`, called in the worker thread. None (the
     default) tracks with SAM 2 from the predictor factory, exactly as the command line does
-    (:func:`~.run.sam2_source_factory`).
+    (:func:`~.run.sam2_source_factory`). ``state`` is what the widget observes: the status
+    line, and ``running`` from the start of a run until its results are kept.
     """
 
-    status = Signal(str)
-    running_changed = Signal(bool)
     frame_written = Signal(int)  # a frame of the output layer is final
     lineage_changed = Signal()
 
     def __init__(self, viewer: napari.viewer.Viewer, factory: PredictorFactory) -> None:
         self.viewer = viewer
+        self.state = RunState()
         self.mask_source_factory: MaskSourceFactory | None = None
         self.run: TrackingRun | None = None
         self.lineage: Lineage | None = None
@@ -66,7 +69,8 @@ class TrackingController:
 
     @property
     def running(self) -> bool:
-        return self.run is not None and self.run.running
+        """True while a run is in progress (until its end has been handled)."""
+        return self.state.running
 
     @property
     def tracks_layer(self) -> Tracks | None:
@@ -100,7 +104,7 @@ class TrackingController:
             inputs = prepare_inputs(image, seed_layer, seed_frame, params, entries)
         except ValueError as exc:
             show_error(str(exc))
-            self.status.emit(str(exc))
+            self.state.status = str(exc)
             return None
         labels = new_labels_layer(inputs.image)
         labels.name = f"{inputs.image.name} tracked"
@@ -109,12 +113,12 @@ class TrackingController:
         run = TrackingRun(self.viewer, inputs, labels)
         self.labels_layer, self.lineage = labels, run.lineage
         self._tracks = LiveTracks(self.viewer, labels, f"{inputs.image.name} tracks")
-        run.status.connect(self._relay_status)
+        run.status.connect_setattr(self.state, "status", maxargs=1)
         run.frame_written.connect(self._on_frame_written)
         run.finished.connect(self._on_run_finished)
         self.run = run
         run.run(self.mask_source_factory or sam2_source_factory(self._factory))
-        self.running_changed.emit(True)
+        self.state.running = True
         self.lineage_changed.emit()
         return run
 
@@ -125,9 +129,6 @@ class TrackingController:
     def close(self) -> None:
         self.stop()
         self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
-
-    def _relay_status(self, text: str) -> None:
-        self.status.emit(text)
 
     def _on_frame_written(self, update: FrameUpdate) -> None:
         """A frame is in the layer and in the run's lineage: grow the tracks, list divisions."""
@@ -152,7 +153,7 @@ class TrackingController:
             if self._tracks is not None and self._tracks.layer is not None:
                 self.viewer.layers.remove(self._tracks.layer)
             self.labels_layer, self.lineage = None, None
-        self.running_changed.emit(False)
+        self.state.running = False
         self.lineage_changed.emit()
 
     # -------------------------------------------------------------- results
@@ -190,7 +191,7 @@ class TrackingController:
             show_error(str(exc))
             return
         self._edited([])
-        self.status.emit(f"division of track {mother} confirmed")
+        self.state.status = f"division of track {mother} confirmed"
 
     def undo_division(self, mother: int) -> None:
         """It was no division: the daughters become ``mother`` again (labels and lineage)."""
@@ -204,7 +205,9 @@ class TrackingController:
             show_error(str(exc))
             return
         self._edited(touched)
-        self.status.emit(f"division of track {mother} undone ({len(touched)} frame(s) relabelled)")
+        self.state.status = (
+            f"division of track {mother} undone ({len(touched)} frame(s) relabelled)"
+        )
 
     def add_division(self, mother: int, frame: int, sister: int) -> None:
         """``mother`` divides on ``frame`` into its continuation and track ``sister``."""
@@ -218,7 +221,7 @@ class TrackingController:
             show_error(str(exc))
             return
         self._edited(list(range(frame, labels.data.shape[0])))
-        self.status.emit(
+        self.state.status = (
             f"track {mother} divides on frame {frame} into {daughters[0]} and {daughters[1]}"
         )
 
@@ -242,7 +245,7 @@ class TrackingController:
         except (ValueError, OSError) as exc:
             show_error(f"Could not export the CTC folder: {exc}")
             return
-        self.status.emit(f"saved {len(tracks)} CTC track(s) to {folder}")
+        self.state.status = f"saved {len(tracks)} CTC track(s) to {folder}"
 
     def export_measurements(self, path: str | Path) -> None:
         """Area, centroid and mean intensity of every cell on every frame, as CSV."""
@@ -259,7 +262,7 @@ class TrackingController:
         except (ValueError, OSError) as exc:
             show_error(f"Could not write the measurements: {exc}")
             return
-        self.status.emit(f"saved {len(table['frame'])} measurement row(s) to {path}")
+        self.state.status = f"saved {len(table['frame'])} measurement row(s) to {path}"
 
     def _on_layer_removed(self, event: Any) -> None:
         if self._tracks is not None:

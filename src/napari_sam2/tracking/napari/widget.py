@@ -2,8 +2,9 @@
 
 Seeds (one label per cell on a frame) are followed with SAM 2 to the end of a (T, Y, X)
 time-lapse, with divisions, entries and exits (:mod:`napari_sam2.tracking`). The work runs in
-the :class:`~.controller.TrackingController`; controls are private
-attributes so tests and scripts can set them and call the handlers directly.
+the :class:`~.controller.TrackingController`, whose evented state (status line, run in progress)
+the widget observes; controls are private attributes so tests and scripts can set them and call
+the handlers directly.
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ class TrackWidget(DockWidget):
         self._viewer = viewer
         self._build()
         self._controller = TrackingController(viewer, self._model_factory())
-        self._controller.status.connect(self._on_status)
-        self._controller.running_changed.connect(self._on_running)
+        self._controller.state.events.status.connect(self._on_status)
+        self._controller.state.events.running.connect(self._on_running)
         self._controller.lineage_changed.connect(self._refresh_divisions)
         self._on_image_changed()
         self._on_running(False)

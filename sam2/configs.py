@@ -185,6 +185,9 @@ DEMO_CELLS = SAM2Config(
     decoder_mlp_dim=256,
     decoder_num_heads=4,
     iou_head_hidden_dim=64,
+    # one output on tracked frames: with SAM 2's three, the loss on the best of them let the
+    # small model hedge (each output a different group of cells, the same for every object)
+    multimask_output_for_tracking=False,
 )
 EXTRA_CONFIGS: dict[str, SAM2Config] = {DEMO_CELLS.name: DEMO_CELLS}
 

@@ -13,12 +13,14 @@ diagnosis (AMD EPYC, 1 thread):
   the same for every object (propagation IoU stuck at ~0.16 for 1500 steps with three outputs;
   with one it jumps to ~0.85 at step 900).
 
-    python scripts/train_demo_memory_stage.py --out demo-training-v2
+    python scripts/train_demo_model.py --stop-after 1000 --out demo-stage1
+    python scripts/train_demo_memory_stage.py --init demo-stage1/demo_cells --out sam2/weights
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -56,13 +58,14 @@ def rescale_neck(model: SAM2Model, val: StackDataset, target: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--init", default="sam2/weights/demo_cells")
+    parser.add_argument("--init", default="demo-stage1/demo_cells", help="stage-1 weights")
     parser.add_argument("--steps", type=int, default=1500, help="steps of the main part")
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--target", type=float, default=8.0)
     parser.add_argument("--every", type=int, default=150)
     parser.add_argument("--clip-frames", type=int, default=4, help="frames per training clip")
-    parser.add_argument("--out", type=Path, default=Path("demo-training-v2"))
+    parser.add_argument("--work", type=Path, default=Path("demo-training-v2"))
+    parser.add_argument("--out", type=Path, default=Path("sam2/weights"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     config = resolve_config("demo-cells").replace(multimask_output_for_tracking=False)
@@ -95,12 +98,16 @@ def main() -> None:
                 print(f" ({minutes:.0f} min)", flush=True)
                 if (click + tracked) / 2 > best:
                     best = (click + tracked) / 2
-                    trainer.save(args.out)
+                    trainer.save(args.work)
         return best
 
     # The measured run: 100 steps re-fit the decoder to the new scale (half clips), then
     # 1500 steps with 80% clips.
-    run(args.steps, 0.8, run(100, 0.5, -1.0))
+    best = run(args.steps, 0.8, run(100, 0.5, -1.0))
+    args.out.mkdir(parents=True, exist_ok=True)
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(args.work / f"model{suffix}", args.out / f"demo_cells{suffix}")
+    print(f"done: best (click + propagation) / 2 = {best:.3f}, in {args.out}")
 
 
 if __name__ == "__main__":

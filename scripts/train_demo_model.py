@@ -125,7 +125,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
-    config = resolve_config("demo-cells")
+    # Stage 1 was measured with SAM 2's three tracking outputs; the shipped config has one,
+    # which stage 3 (train_demo_memory_stage.py) switches to.
+    config = resolve_config("demo-cells").replace(multimask_output_for_tracking=True)
     if args.init is not None:
         from sam2.build_sam import build_sam2
 

@@ -1,7 +1,10 @@
-"""Shared fixtures for the tracking tests: one tiny random-weight SAM 2 for the wiring tests."""
+"""Shared fixtures for the tracking tests: one tiny random-weight SAM 2 for the wiring tests,
+py-ctcmetrics for the scores."""
 
 from __future__ import annotations
 
+import os
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import pytest
@@ -34,3 +37,15 @@ def small_timelapse() -> SyntheticTimelapse:
     return make_tracking_timelapse(
         n_frames=4, shape=(128, 128), n_cells=3, n_divisions=0, n_entering=0, n_leaving=0, seed=3
     )
+
+
+@pytest.fixture(scope="session")
+def ctc_metrics() -> ModuleType:
+    """py-ctcmetrics (the test extra); under CI a missing install fails instead of skipping."""
+    try:
+        import ctc_metrics.scripts.evaluate as evaluate
+    except ImportError:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI=true but py-ctcmetrics is not installed (pip install py-ctcmetrics)")
+        pytest.skip("py-ctcmetrics is not installed (pip install py-ctcmetrics)")
+    return evaluate

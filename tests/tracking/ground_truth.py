@@ -4,10 +4,13 @@ it go (to act mid-run without racing the worker), and GT folders in the CTC layo
 
 from __future__ import annotations
 
+import contextlib
+import io
 import threading
 from collections.abc import Hashable
 from pathlib import Path
-from typing import Literal
+from types import ModuleType
+from typing import Any, Literal
 
 import numpy as np
 
@@ -141,3 +144,13 @@ def best_match(result: np.ndarray, gt: np.ndarray, gt_label: int) -> int:
     under = result[gt == gt_label]
     under = under[under > 0]
     return int(np.bincount(under).argmax()) if len(under) else 0
+
+
+def evaluate(ctc_metrics: ModuleType, res: Path, gt: Path) -> dict[str, Any]:
+    """py-ctcmetrics' scores (it prints; keep the test log quiet)."""
+    from ctc_metrics.scripts.validate import validate_sequence
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert validate_sequence(str(res))["Valid"] == 1
+        metrics = ["Valid", "DET", "TRA", "LNK", "BC(0)", "CHOTA", "SEG"]
+        return ctc_metrics.evaluate_sequence(str(res), str(gt), metrics=metrics, threads=1)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
@@ -21,29 +20,7 @@ from napari_sam2.tracking import (
     write_ctc_labels,
 )
 from sam2.synthetic import SyntheticTimelapse, make_tracking_timelapse
-from tests.tracking.ground_truth import GroundTruthMaskSource, write_gt_folder
-
-
-@pytest.fixture(scope="module")
-def ctc_metrics() -> ModuleType:
-    """py-ctcmetrics (the test extra); under CI a missing install fails instead of skipping."""
-    try:
-        import ctc_metrics.scripts.evaluate as evaluate
-    except ImportError:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("CI=true but py-ctcmetrics is not installed (pip install py-ctcmetrics)")
-        pytest.skip("py-ctcmetrics is not installed (pip install py-ctcmetrics)")
-    return evaluate
-
-
-def evaluate(ctc_metrics: ModuleType, res: Path, gt: Path) -> dict[str, Any]:
-    """py-ctcmetrics' scores (it prints; keep the test log quiet)."""
-    from ctc_metrics.scripts.validate import validate_sequence
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert validate_sequence(str(res))["Valid"] == 1
-        metrics = ["Valid", "DET", "TRA", "LNK", "BC(0)", "CHOTA", "SEG"]
-        return ctc_metrics.evaluate_sequence(str(res), str(gt), metrics=metrics, threads=1)
+from tests.tracking.ground_truth import GroundTruthMaskSource, evaluate, write_gt_folder
 
 
 def validate(res: Path) -> int:

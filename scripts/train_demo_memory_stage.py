@@ -1,7 +1,7 @@
-"""Stage 3 of the demo model: teach the memory path to track (measured, see the README).
+"""Stage 2 of the demo model: teach the memory path to track (measured, see the README).
 
-Starts from the stage-1 weights (``sam2/weights/demo_cells``) and changes two things found by
-diagnosis (AMD EPYC, 1 thread):
+Starts from the stage-1 weights (``--init``, written by train_demo_model.py) and changes two
+things found by diagnosis (AMD EPYC, 1 thread):
 
 - the neck's features had grown to a per-token norm of ~600 in image training (2900 after
   video steps), while memory-conditioned features leave memory attention LayerNorm'd (norm
@@ -11,7 +11,8 @@ diagnosis (AMD EPYC, 1 thread):
 - tracked frames use one output (``multimask_output_for_tracking=False``): with three, the
   min-over-outputs loss let the model hedge, each output covering a different group of cells,
   the same for every object (propagation IoU stuck at ~0.16 for 1500 steps with three outputs;
-  with one it jumps to ~0.85 at step 900).
+  with one it jumps to ~0.85 at step 900 on an AMD EPYC, to 0.81 at step 300 on
+  an Intel Xeon; the shipped weights are step 1350 of the Xeon run).
 
     python scripts/train_demo_model.py --stop-after 1000 --out demo-stage1
     python scripts/train_demo_memory_stage.py --init demo-stage1/demo_cells --out sam2/weights

@@ -24,6 +24,7 @@ import torch
 from scipy import ndimage
 
 from sam2.build_sam import build_sam2, build_sam2_video_predictor
+from sam2.precision import Precision
 from sam2.sam2_image_predictor import SAM2ImagePredictor
 from sam2.synthetic import make_tracking_timelapse
 
@@ -95,9 +96,11 @@ def real_click_ious(predictor: SAM2ImagePredictor, image: np.ndarray, masks: np.
     return scores
 
 
-def propagation_ious(weights: str | None, seeds: range) -> list[float]:
+def propagation_ious(
+    weights: str | None, seeds: range, precision: Precision = "fp32"
+) -> list[float]:
     """Per-frame mean IoU of the tracked cells (cells present in the ground truth)."""
-    predictor = build_sam2_video_predictor(CONFIG, weights, device="cpu")
+    predictor = build_sam2_video_predictor(CONFIG, weights, device="cpu", precision=precision)
     per_frame = []
     for seed in seeds:
         data = make_tracking_timelapse(
@@ -135,14 +138,19 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     image, masks = stardist_nuclei(args.cache)
     rows = []
-    for name, weights in (("demo model", args.weights), ("random weights", None)):
+    runs: list[tuple[str, str | None, Precision]] = [
+        ("demo model", args.weights, "fp32"),
+        ("demo model, bf16 autocast", args.weights, "bf16"),
+        ("random weights", None, "fp32"),
+    ]
+    for name, weights, precision in runs:
         torch.manual_seed(0)
         model = build_sam2(CONFIG, weights, device="cpu")
-        predictor = SAM2ImagePredictor(model)
+        predictor = SAM2ImagePredictor(model, precision=precision)
         clicks = click_ious(predictor, range(5000, 5010))
         real = real_click_ious(predictor, image, masks)
         torch.manual_seed(0)
-        tracked = propagation_ious(weights, range(5100, 5102))
+        tracked = propagation_ious(weights, range(5100, 5102), precision)
         rows.append((name, clicks, real, tracked))
     print(f"weights: {Path(args.weights).name}; CPU: {_cpu_name()}")
     print(

@@ -5,11 +5,10 @@ opens a synthetic time-lapse whose cells move, divide and enter, seeds the cells
 adds the widget from the plugin manifest, tracks to the end, selects the first division in the
 list and saves the whole window a few frames after it.
 
-No trained weights are downloaded: by default the masks come from a stand-in source that
-follows the synthetic ground truth (plugged in through the controller's
-``mask_source_factory`` hook), so the picture shows what a review looks like: divisions in the
-list, lineage in the Tracks layer. ``--sam2`` tracks with a random-weight tiny SAM 2 instead,
-through the real model path (slow, minutes on a CPU, and the masks are then meaningless).
+Nothing is downloaded: the cells are tracked by the embedded demo model, chosen in the
+widget's model list as a user would. ``--ground-truth`` tracks with a stand-in source that
+follows the synthetic ground truth instead (plugged in through the controller's
+``mask_source_factory`` hook), which shows every division in the list.
 """
 
 from __future__ import annotations
@@ -42,18 +41,6 @@ class GroundTruthSource(GroundTruthMaskSource):
         return super().track(frame_idx)
 
 
-def random_sam2() -> Any:
-    """Random-weight tiny SAM 2 at 256 px: the real code path, no download."""
-    import torch
-
-    from sam2.build_sam import build_sam2
-    from sam2.sam2_image_predictor import SAM2ImagePredictor
-
-    torch.manual_seed(0)
-    model = build_sam2("tiny", device="cpu", hydra_overrides_extra=["++model.image_size=256"])
-    return SAM2ImagePredictor(model)
-
-
 def wait_until_idle(widget: Any, timeout: float = 600.0) -> None:
     app = QApplication.instance()
     assert app is not None
@@ -68,7 +55,7 @@ def wait_until_idle(widget: Any, timeout: float = 600.0) -> None:
         time.sleep(0.02)
 
 
-def main(output: Path, sam2: bool) -> None:
+def main(output: Path, ground_truth: bool) -> None:
     data = make_tracking_timelapse(n_frames=24, shape=(192, 192), seed=0)
     viewer = napari.Viewer(title="napari-sam2")
     viewer.window._qt_window.resize(1500, 1150)
@@ -76,10 +63,13 @@ def main(output: Path, sam2: bool) -> None:
     seeds = viewer.add_labels(data.labels[0].astype(np.uint16), name="seeds (frame 0)")
     viewer.dims.set_current_step(0, 0)
     _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2 cell tracking")
-    if sam2:
-        widget.set_model_factory(random_sam2)
-    else:
+    if ground_truth:
         widget.controller.mask_source_factory = lambda inputs: GroundTruthSource(data)
+    else:
+        from napari_sam2.models import DEMO_MODEL
+
+        combo = widget._model_box.model_combo
+        combo.setCurrentIndex(combo.findData(DEMO_MODEL))
     widget._entry_every_spin.setValue(1)
     widget._on_track()
     wait_until_idle(widget)
@@ -101,6 +91,8 @@ def main(output: Path, sam2: bool) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", nargs="?", type=Path, default=OUTPUT)
-    parser.add_argument("--sam2", action="store_true", help="track with a random tiny SAM 2")
+    parser.add_argument(
+        "--ground-truth", action="store_true", help="track with the ground-truth stand-in"
+    )
     args = parser.parse_args()
-    main(args.output, args.sam2)
+    main(args.output, args.ground_truth)

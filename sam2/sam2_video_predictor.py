@@ -29,7 +29,7 @@ from sam2.postprocess import apply_non_overlapping_constraints
 from sam2.precision import Precision, autocast_context, check_precision
 from sam2.prompts import validate_box, validate_points
 from sam2.video.memory import FrameOutput
-from sam2.video.options import TrackingOptions
+from sam2.video.options import TrackingOptions, resolve_options
 from sam2.video.session import ObjectState, PointPrompt, VideoSession
 from sam2.video.tracker import encode_output_memory, memory_rules, track_step
 
@@ -54,7 +54,10 @@ class SAM2VideoPredictor:
         """
         self.model = model
         self.precision: Precision = check_precision(precision, model.device)
-        self.options: TrackingOptions = _fold_options(model, options, reference_keywords)
+        binarize = model.config.binarize_mask_from_pts_for_mem_enc
+        self.options: TrackingOptions = resolve_options(
+            options, reference_keywords, binarize_mask_from_pts=binarize
+        )
         self.rules = memory_rules(model)
 
     @classmethod
@@ -424,41 +427,6 @@ def _pending_is_cond(session: VideoSession, frame_idx: int) -> bool:
         for obj in session.objects.values()
         for t, (_, is_cond) in obj.pending.items()
         if t == frame_idx
-    )
-
-
-#: The reference predictor's option keywords, and the field each sets.
-_REFERENCE_KEYWORDS = {
-    "fill_hole_area": "fill_hole_area",
-    "non_overlap_masks": "non_overlap_masks",
-    "clear_non_cond_mem_around_input": "clear_non_cond_mem_around_input",
-    "add_all_frames_to_correct_as_cond": "add_all_frames_to_correct_as_cond",
-    "binarize_mask_from_pts_for_mem_enc": "binarize_mask_from_pts",
-}
-
-
-def _fold_options(
-    model: SAM2Model, options: TrackingOptions | None, keywords: dict[str, Any]
-) -> TrackingOptions:
-    """One TrackingOptions from ``options`` or the reference's keywords (never both)."""
-    unknown = sorted(set(keywords) - set(_REFERENCE_KEYWORDS))
-    if unknown:
-        raise TypeError(
-            f"SAM2VideoPredictor got unexpected keyword argument(s) {unknown}; "
-            f"it takes options=TrackingOptions(...) or {sorted(_REFERENCE_KEYWORDS)}"
-        )
-    if options is not None:
-        if not isinstance(options, TrackingOptions):
-            raise TypeError(f"options must be a TrackingOptions, got {type(options).__name__}")
-        if keywords:
-            raise TypeError(
-                f"give either options or the keyword(s) {sorted(keywords)}, not both; "
-                "use options.replace(...) to change an option"
-            )
-        return options
-    binarize = model.config.binarize_mask_from_pts_for_mem_enc
-    return TrackingOptions(binarize_mask_from_pts=binarize).replace(
-        **{_REFERENCE_KEYWORDS[k]: v for k, v in keywords.items()}
     )
 
 

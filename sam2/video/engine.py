@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Hashable, Iterator
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +37,16 @@ from sam2.video.tracker import encode_output_memory, memory_rules, track_step
 __all__ = ["FrameResult", "VideoEngine"]
 
 
-FrameResult = tuple[int, list[Hashable], Tensor]  # frame, object ids, (N, 1, H, W) logits
+class FrameResult(NamedTuple):
+    """Every object's masks on one frame.
+
+    A named tuple, so ``frame_idx, obj_ids, masks = result`` works as with the reference's
+    plain tuple, while our code can read ``result.logits``.
+    """
+
+    frame_idx: int
+    obj_ids: list[Hashable]  # in the order of ``logits``' first axis
+    logits: Tensor  # (N, 1, H, W) float32 mask logits; -1024 where an object is absent
 
 
 class VideoEngine:
@@ -149,13 +159,17 @@ class VideoEngine:
                 binarize_mask_from_pts=self.options.binarize_mask_from_pts,
             )
         obj.pending[frame_idx] = (step.output, is_cond)
-        return (frame_idx, session.obj_ids, self._frame_masks(session, frame_idx, is_cond))
+        return FrameResult(
+            frame_idx, session.obj_ids, self._frame_masks(session, frame_idx, is_cond)
+        )
 
     # ------------------------------------------------------------------ outputs
     def frame_result(self, session: VideoSession, frame_idx: int) -> FrameResult:
         """Every object's current masks on a frame (after a prompt was cleared or removed)."""
         is_cond = _pending_is_cond(session, frame_idx)
-        return (frame_idx, session.obj_ids, self._frame_masks(session, frame_idx, is_cond))
+        return FrameResult(
+            frame_idx, session.obj_ids, self._frame_masks(session, frame_idx, is_cond)
+        )
 
     def _frame_masks(self, session: VideoSession, frame_idx: int, is_cond: bool | None) -> Tensor:
         """(N, 1, H, W) logits of every object on a frame; objects absent there get -1024."""
@@ -241,7 +255,9 @@ class VideoEngine:
                 self._track_object(session, obj, frame_idx, reverse)
                 for obj in session.objects.values()
             ]  # N × (1, 1, h, w)
-            yield (frame_idx, session.obj_ids, self._to_video_res(session, torch.cat(masks, dim=0)))
+            yield FrameResult(
+                frame_idx, session.obj_ids, self._to_video_res(session, torch.cat(masks, dim=0))
+            )
 
     def _track_object(
         self, session: VideoSession, obj: ObjectState, frame_idx: int, reverse: bool
@@ -300,7 +316,7 @@ class VideoEngine:
         frames = sorted(obj.prompted_frames)
         if not need_output:
             return []
-        return [(t, self.frame_result(session, t)[2]) for t in frames]
+        return [(t, self.frame_result(session, t).logits) for t in frames]
 
 
 def _pending_is_cond(session: VideoSession, frame_idx: int) -> bool:

@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TrackingOptions"]
+__all__ = ["TrackingOptions", "resolve_options"]
 
 
 @dataclass(frozen=True)
@@ -52,3 +52,44 @@ class TrackingOptions:
         if unknown:
             raise TypeError(f"unknown tracking option(s) {unknown}; known: {sorted(known)}")
         return dataclasses.replace(self, **changes)
+
+
+#: The reference predictor's option keywords, and the field each sets.
+_REFERENCE_KEYWORDS = {
+    "fill_hole_area": "fill_hole_area",
+    "non_overlap_masks": "non_overlap_masks",
+    "clear_non_cond_mem_around_input": "clear_non_cond_mem_around_input",
+    "add_all_frames_to_correct_as_cond": "add_all_frames_to_correct_as_cond",
+    "binarize_mask_from_pts_for_mem_enc": "binarize_mask_from_pts",
+}
+
+
+def resolve_options(
+    options: TrackingOptions | None,
+    keywords: dict[str, Any],
+    *,
+    binarize_mask_from_pts: bool,
+) -> TrackingOptions:
+    """One TrackingOptions from ``options`` or the reference's keywords (never both).
+
+    ``binarize_mask_from_pts`` is the default when only keywords are given: the model
+    config's ``binarize_mask_from_pts_for_mem_enc``, where the reference keeps it.
+    """
+    unknown = sorted(set(keywords) - set(_REFERENCE_KEYWORDS))
+    if unknown:
+        raise TypeError(
+            f"SAM2VideoPredictor got unexpected keyword argument(s) {unknown}; "
+            f"it takes options=TrackingOptions(...) or {sorted(_REFERENCE_KEYWORDS)}"
+        )
+    if options is not None:
+        if not isinstance(options, TrackingOptions):
+            raise TypeError(f"options must be a TrackingOptions, got {type(options).__name__}")
+        if keywords:
+            raise TypeError(
+                f"give either options or the keyword(s) {sorted(keywords)}, not both; "
+                "use options.replace(...) to change an option"
+            )
+        return options
+    return TrackingOptions(binarize_mask_from_pts=binarize_mask_from_pts).replace(
+        **{_REFERENCE_KEYWORDS[k]: v for k, v in keywords.items()}
+    )

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sam2.build_sam import build_sam2_video_predictor
-from sam2.sam2_video_predictor import SAM2VideoPredictor
+from sam2.sam2_video_predictor import FrameResult, SAM2VideoPredictor
 from sam2.synthetic import make_timelapse
 
 
@@ -224,6 +224,34 @@ def test_object_without_prompt_is_named(predictor: SAM2VideoPredictor, stack: np
     predictor.clear_all_prompts_in_frame(state, 3, 2)
     with pytest.raises(RuntimeError, match="object 2 has no prompted frame"):
         next(predictor.propagate_in_video(state))
+
+
+def test_frame_result_has_named_fields_and_unpacks_as_a_triple(
+    predictor: SAM2VideoPredictor, stack: np.ndarray
+) -> None:
+    """Clicks and propagation hand out FrameResult: named fields, yet the reference's 3-tuple."""
+    logits = torch.zeros(2, 1, 4, 5)
+    result = FrameResult(3, ["a", "b"], logits)
+    frame_idx, obj_ids, masks = result
+    assert (frame_idx, obj_ids, masks) == (result.frame_idx, result.obj_ids, result.logits)
+    assert (
+        len(result) == 3
+        and result[2] is logits
+        and FrameResult._fields
+        == (
+            "frame_idx",
+            "obj_ids",
+            "logits",
+        )
+    )
+
+    state = predictor.init_state(stack)
+    clicked = predictor.add_new_points_or_box(state, 0, 1, points=[[40, 30]], labels=[1])
+    assert isinstance(clicked, FrameResult)
+    assert clicked.frame_idx == 0 and clicked.obj_ids == [1]
+    assert clicked.logits.shape == (1, 1, 64, 80)
+    for frame_idx, obj_ids, masks in predictor.propagate_in_video(state, max_frame_num_to_track=0):
+        assert (frame_idx, obj_ids, masks.shape) == (0, [1], (1, 1, 64, 80))
 
 
 def test_empty_and_flat_videos_are_refused(predictor: SAM2VideoPredictor) -> None:

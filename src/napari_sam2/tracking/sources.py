@@ -168,9 +168,9 @@ class SAM2MaskSource:
         results = self.predictor.propagate_in_video(
             self.state, start_frame_idx=frame_idx, max_frame_num_to_track=0
         )
-        for index, obj_ids, logits in results:
-            if index == frame_idx:
-                masks = exclusive_masks(logits, obj_ids)
+        for result in results:
+            if result.frame_idx == frame_idx:
+                masks = exclusive_masks(result.logits, result.obj_ids)
                 return {int(k): v for k, v in masks.items()}  # type: ignore[call-overload]
         raise RuntimeError(f"SAM 2 returned no result for frame {frame_idx}")
 
@@ -191,10 +191,10 @@ class SAM2MaskSource:
         if prompt.box is not None:
             y0, x0, y1, x1 = prompt.box
             box = np.array([x0, y0, x1, y1], dtype=np.float32)
-        _, obj_ids, logits = self.predictor.add_new_points_or_box(
+        result = self.predictor.add_new_points_or_box(
             self.state, frame_idx, _PROMPT_ID, points=points, labels=labels, box=box
         )
-        mask = (logits[obj_ids.index(_PROMPT_ID), 0] > 0).cpu().numpy()
+        mask = (result.logits[result.obj_ids.index(_PROMPT_ID), 0] > 0).cpu().numpy()
         self.predictor.remove_object(self.state, _PROMPT_ID, need_output=False)
         return mask
 

@@ -1,0 +1,332 @@
+"""The tracking engine behind :class:`~sam2.sam2_video_predictor.SAM2VideoPredictor`.
+
+The predictor is the reference's API (``inference_state``, ``obj_id``, ``normalize_coords``,
+numpy or tensor inputs); this module does the work: it encodes frames through the session's
+:class:`~sam2.video.features.FeatureCache`, decodes prompts, encodes their memories before a
+pass (:meth:`VideoEngine.preflight`), tracks each object frame by frame and applies
+corrections. Its inputs are already validated and in model units (prompt points in
+model-input pixels, masks as tensors), so it never second-guesses a caller.
+
+Shape: a class, ``VideoEngine(model, options, precision)``, over :class:`VideoSession`
+values. What stays fixed for a predictor (the model, its memory rules, the tracking options,
+the precision) is bound once; what belongs to one video (frames, objects, banks, features)
+stays in the session it is handed. Free functions over the session would need those four
+passed to every call, and methods on ``VideoSession`` would make a plain data value carry the
+model. Memory is kept or dropped only through :class:`~sam2.video.memory.MemoryBank`'s methods.
+
+Shapes: N objects, H×W the video's frames, S the model input size, h×w = S/4.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Hashable, Iterator
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from sam2.modeling.sam2_model import NO_OBJ_SCORE, ImageFeatures, SAM2Model
+from sam2.postprocess import apply_non_overlapping_constraints
+from sam2.precision import Precision, autocast_context, check_precision
+from sam2.video.options import TrackingOptions
+from sam2.video.session import ObjectState, PointPrompt, VideoSession
+from sam2.video.tracker import encode_output_memory, memory_rules, track_step
+
+__all__ = ["FrameResult", "VideoEngine"]
+
+
+class FrameResult(NamedTuple):
+    """Every object's masks on one frame.
+
+    A named tuple, so ``frame_idx, obj_ids, masks = result`` works as with the reference's
+    plain tuple, while our code can read ``result.logits``.
+    """
+
+    frame_idx: int
+    obj_ids: list[Hashable]  # in the order of ``logits``' first axis
+    logits: Tensor  # (N, 1, H, W) float32 mask logits; -1024 where an object is absent
+
+
+class VideoEngine:
+    """Prompts, memory and tracking of video sessions with one model and one set of options."""
+
+    def __init__(
+        self, model: SAM2Model, options: TrackingOptions, precision: Precision = "fp32"
+    ) -> None:
+        self.model = model
+        self.options = options
+        self.precision: Precision = check_precision(precision, model.device)
+        self.rules = memory_rules(model)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def _autocast(self) -> contextlib.AbstractContextManager[None]:
+        """Around model calls only: autocast must not leak into a caller between yields."""
+        return autocast_context(self.precision, self.device)
+
+    def features(self, session: VideoSession, frame_idx: int) -> ImageFeatures:
+        """A frame's image features, from the session's cache or encoded (and cached) now."""
+        features = session.features.get(frame_idx)
+        if features is None:
+            image = session.frames.get(frame_idx).to(self.device, self.model.dtype)[None]
+            with self._autocast():
+                features = self.model.encode_image(image)  # from (1, 3, S, S)
+            session.features.put(frame_idx, features, keep=session.prompted_frames())
+        return features
+
+    # ------------------------------------------------------------------ prompts
+    def add_points(
+        self,
+        session: VideoSession,
+        frame_idx: int,
+        obj_id: Hashable,
+        prompt: PointPrompt,
+        clear_old_points: bool = True,
+    ) -> FrameResult:
+        """Clicks (and box corners) on a frame, appended to the frame's earlier clicks unless
+        ``clear_old_points``; a mask prompt there is replaced."""
+        obj = session.object(obj_id, create=True)
+        old = None if clear_old_points else obj.points.get(frame_idx)
+        if old is not None:
+            prompt = PointPrompt(
+                torch.cat([old.coords, prompt.coords], 1), torch.cat([old.labels, prompt.labels], 1)
+            )
+        obj.points[frame_idx] = prompt
+        obj.masks.pop(frame_idx, None)
+        return self._run_prompt(session, obj, frame_idx, prompt=prompt)
+
+    def add_mask(
+        self, session: VideoSession, frame_idx: int, obj_id: Hashable, mask: Tensor
+    ) -> FrameResult:
+        """A (H, W) boolean mask of the object on a frame; it replaces the frame's clicks."""
+        m = mask.float()[None, None].to(self.device)  # (1, 1, H, W)
+        size = self.model.image_size
+        if m.shape[-2:] != (size, size):
+            m = F.interpolate(
+                m, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+            )
+            m = (m >= 0.5).float()  # (1, 1, S, S), binary again after antialiasing
+        obj = session.object(obj_id, create=True)
+        obj.masks[frame_idx] = m
+        obj.points.pop(frame_idx, None)
+        return self._run_prompt(session, obj, frame_idx, mask=m)
+
+    def _run_prompt(
+        self,
+        session: VideoSession,
+        obj: ObjectState,
+        frame_idx: int,
+        prompt: PointPrompt | None = None,
+        mask: Tensor | None = None,
+    ) -> FrameResult:
+        """Decode the object on a prompted frame (memory is encoded later, in preflight).
+
+        On a frame already tracked the prompt is a correction: the decoder sees the memories
+        that frame was tracked with, and refines the earlier mask with the new clicks.
+        """
+        is_init = frame_idx not in obj.tracked
+        ctx = None
+        if not is_init:
+            try:
+                ctx = obj.bank.select(
+                    frame_idx, obj.tracked[frame_idx], session.num_frames, self.rules
+                )
+            except RuntimeError:  # its prompted frames were cleared: start afresh here
+                ctx, is_init = None, True
+        is_cond = is_init or self.options.add_all_frames_to_correct_as_cond
+        prev_logits = None
+        if prompt is not None:
+            prev = obj.output_on(frame_idx, prefer_cond=is_cond)
+            if prev is not None and prev.pred_masks is not None:
+                prev_logits = torch.clamp(prev.pred_masks.to(self.device), -32.0, 32.0)
+        feats = self.features(session, frame_idx)
+        with self._autocast():
+            step = track_step(
+                self.model,
+                feats,
+                ctx,
+                session.maskmem_pos_enc,
+                point_coords=prompt.coords if prompt else None,
+                point_labels=prompt.labels if prompt else None,
+                mask_inputs=mask,
+                prev_mask_logits=prev_logits,
+                run_mem_encoder=False,
+                fill_hole_area=self.options.fill_hole_area,
+                binarize_mask_from_pts=self.options.binarize_mask_from_pts,
+            )
+        obj.pending[frame_idx] = (step.output, is_cond)
+        return FrameResult(
+            frame_idx, session.obj_ids, self._frame_masks(session, frame_idx, is_cond)
+        )
+
+    # ------------------------------------------------------------------ outputs
+    def frame_result(self, session: VideoSession, frame_idx: int) -> FrameResult:
+        """Every object's current masks on a frame (after a prompt was cleared or removed)."""
+        is_cond = _pending_is_cond(session, frame_idx)
+        return FrameResult(
+            frame_idx, session.obj_ids, self._frame_masks(session, frame_idx, is_cond)
+        )
+
+    def _frame_masks(self, session: VideoSession, frame_idx: int, is_cond: bool | None) -> Tensor:
+        """(N, 1, H, W) logits of every object on a frame; objects absent there get -1024."""
+        h, w = session.video_height, session.video_width
+        out = torch.full((len(session.objects), 1, h, w), NO_OBJ_SCORE, device=self.device)
+        for i, obj in enumerate(session.objects.values()):
+            result = obj.output_on(frame_idx, prefer_cond=is_cond)
+            if result is not None and result.pred_masks is not None:
+                out[i : i + 1] = F.interpolate(
+                    result.pred_masks.to(self.device).float(),  # (1, 1, h, w)
+                    size=(h, w),
+                    mode="bilinear",
+                    align_corners=False,
+                )
+        return apply_non_overlapping_constraints(out) if self.options.non_overlap_masks else out
+
+    def _to_video_res(self, session: VideoSession, masks: Tensor) -> Tensor:
+        """(N, 1, h, w) tracked logits to (N, 1, H, W), objects kept apart if asked."""
+        h, w = session.video_height, session.video_width
+        masks = masks.float()
+        if masks.shape[-2:] != (h, w):
+            masks = F.interpolate(masks, size=(h, w), mode="bilinear", align_corners=False)
+        return apply_non_overlapping_constraints(masks) if self.options.non_overlap_masks else masks
+
+    # ------------------------------------------------------------------ propagation
+    def preflight(self, session: VideoSession) -> None:
+        """Encode the memories of prompted frames and hand them to each object's bank.
+
+        Ordinary (correction) outputs go in before conditioning ones, so a frame prompted both
+        ways ends up a conditioning frame, as in the reference.
+        """
+        if not session.objects:
+            raise RuntimeError("no object has prompts yet: add points, a box or a mask first")
+        for obj in session.objects.values():
+            for want_cond in (False, True):
+                for frame_idx, (out, is_cond) in list(obj.pending.items()):
+                    if is_cond != want_cond:
+                        continue
+                    if out.maskmem_features is None:
+                        feats = self.features(session, frame_idx)
+                        with self._autocast():
+                            out.maskmem_features, pos = encode_output_memory(
+                                self.model, feats, out, binarize=self.options.binarize_mask_from_pts
+                            )
+                        _remember_pos_enc(session, pos)
+                    obj.bank.add(frame_idx, out, conditioning=is_cond)
+                    if self.options.clear_non_cond_mem_around_input:
+                        obj.bank.drop_around(frame_idx, self.rules)
+            obj.pending.clear()
+            if not obj.bank.conditioning_frames:
+                raise RuntimeError(
+                    f"object {obj.obj_id!r} has no prompted frame; add points, a box or a mask "
+                    "for it on some frame (or remove it) before propagating"
+                )
+
+    def propagate(
+        self,
+        session: VideoSession,
+        start: int | None = None,
+        span: int | None = None,
+        reverse: bool = False,
+    ) -> Iterator[FrameResult]:
+        """Preflight, then track every object over ``span + 1`` frames from ``start``.
+
+        ``start`` None: the earliest prompted frame; ``span`` None: to the end (or frame 0 in
+        reverse). A generator: nothing runs until the first frame is asked for, and stopping
+        early leaves the session valid (finished frames are kept, tracking can resume).
+        """
+        self.preflight(session)
+        n = session.num_frames
+        if start is None:
+            start = min(t for obj in session.objects.values() for t in obj.bank.conditioning_frames)
+        start = session.check_frame(start)
+        span = n if span is None else int(span)
+        if span < 0:
+            raise ValueError(f"max_frame_num_to_track must be ≥ 0, got {span}")
+        if reverse:
+            order = range(start, max(start - span, 0) - 1, -1) if start > 0 else range(0)
+        else:
+            order = range(start, min(start + span, n - 1) + 1)
+        for frame_idx in order:
+            masks = [
+                self._track_object(session, obj, frame_idx, reverse)
+                for obj in session.objects.values()
+            ]  # N × (1, 1, h, w)
+            yield FrameResult(
+                frame_idx, session.obj_ids, self._to_video_res(session, torch.cat(masks, dim=0))
+            )
+
+    def _track_object(
+        self, session: VideoSession, obj: ObjectState, frame_idx: int, reverse: bool
+    ) -> Tensor:
+        """(1, 1, h, w) logits of one object on one frame, its memory banked for the next.
+
+        A prompted frame hands back its decoded mask; any other frame is tracked from memory.
+        """
+        cond = obj.bank.conditioning_output(frame_idx)
+        if cond is not None and cond.pred_masks is not None:
+            masks = cond.pred_masks.to(self.device)
+            if self.options.clear_non_cond_mem_around_input:
+                obj.bank.drop_around(frame_idx, self.rules)
+        else:
+            ctx = obj.bank.select(frame_idx, reverse, session.num_frames, self.rules)
+            feats = self.features(session, frame_idx)
+            with self._autocast():
+                step = track_step(
+                    self.model,
+                    feats,
+                    ctx,
+                    session.maskmem_pos_enc,
+                    run_mem_encoder=True,
+                    fill_hole_area=self.options.fill_hole_area,
+                    binarize_mask_from_pts=self.options.binarize_mask_from_pts,
+                )
+            if step.maskmem_pos_enc is not None:
+                _remember_pos_enc(session, step.maskmem_pos_enc)
+            obj.bank.add(frame_idx, step.output, conditioning=False)
+            masks = step.masks
+        obj.tracked[frame_idx] = reverse
+        if not session.keep_history:
+            obj.bank.evict(frame_idx, reverse, self.rules)
+        return masks
+
+    # ------------------------------------------------------------------ editing
+    def clear_prompts(self, session: VideoSession, frame_idx: int, obj_id: Hashable) -> None:
+        """Remove one object's prompts on a frame; a prompted frame becomes an ordinary one
+        (its output stays in memory as a tracked one, no longer marked tracked)."""
+        obj = session.object(obj_id)
+        obj.points.pop(frame_idx, None)
+        obj.masks.pop(frame_idx, None)
+        obj.pending.pop(frame_idx, None)
+        if obj.bank.demote(frame_idx):
+            obj.tracked.pop(frame_idx, None)
+
+    def remove_object(
+        self, session: VideoSession, obj_id: Hashable, need_output: bool = True
+    ) -> list[tuple[int, Tensor]]:
+        """Drop a known object; returns the frames it was prompted on with every remaining
+        object's (N, 1, H, W) logits there (nothing when it was the last object)."""
+        if len(session.objects) == 1:
+            session.objects.clear()
+            return []
+        obj = session.objects.pop(obj_id)
+        frames = sorted(obj.prompted_frames)
+        if not need_output:
+            return []
+        return [(t, self.frame_result(session, t).logits) for t in frames]
+
+
+def _pending_is_cond(session: VideoSession, frame_idx: int) -> bool:
+    """Whether some object's not-yet-encoded prompt on ``frame_idx`` is a conditioning one."""
+    return any(
+        obj.pending[frame_idx][1] for obj in session.objects.values() if frame_idx in obj.pending
+    )
+
+
+def _remember_pos_enc(session: VideoSession, pos: Tensor) -> None:
+    """Keep the first memory's (1, 64, h', w') position encoding: it is the same for all."""
+    if session.maskmem_pos_enc is None:
+        session.maskmem_pos_enc = pos[0:1].clone()

@@ -30,9 +30,10 @@ from torch import Tensor
 from sam2.modeling.sam2_model import NO_OBJ_SCORE, ImageFeatures, SAM2Model
 from sam2.postprocess import apply_non_overlapping_constraints
 from sam2.precision import Precision, autocast_context, check_precision
+from sam2.video.memory import MemoryContext
 from sam2.video.options import TrackingOptions
 from sam2.video.session import ObjectState, PointPrompt, VideoSession
-from sam2.video.tracker import encode_output_memory, memory_rules, track_step
+from sam2.video.tracker import StepResult, encode_output_memory, memory_rules, track_step
 
 __all__ = ["FrameResult", "VideoEngine"]
 
@@ -143,25 +144,50 @@ class VideoEngine:
             prev = obj.output_on(frame_idx, prefer_cond=is_cond)
             if prev is not None and prev.pred_masks is not None:
                 prev_logits = torch.clamp(prev.pred_masks.to(self.device), -32.0, 32.0)
-        feats = self.features(session, frame_idx)
-        with self._autocast():
-            step = track_step(
-                self.model,
-                feats,
-                ctx,
-                session.maskmem_pos_enc,
-                point_coords=prompt.coords if prompt else None,
-                point_labels=prompt.labels if prompt else None,
-                mask_inputs=mask,
-                prev_mask_logits=prev_logits,
-                run_mem_encoder=False,
-                fill_hole_area=self.options.fill_hole_area,
-                binarize_mask_from_pts=self.options.binarize_mask_from_pts,
-            )
+        step = self._step(
+            session,
+            frame_idx,
+            ctx,
+            run_mem_encoder=False,
+            point_coords=prompt.coords if prompt else None,
+            point_labels=prompt.labels if prompt else None,
+            mask_inputs=mask,
+            prev_mask_logits=prev_logits,
+        )
         obj.pending[frame_idx] = (step.output, is_cond)
         return FrameResult(
             frame_idx, session.obj_ids, self._frame_masks(session, frame_idx, is_cond)
         )
+
+    def _step(
+        self,
+        session: VideoSession,
+        frame_idx: int,
+        ctx: MemoryContext | None,
+        *,
+        run_mem_encoder: bool,
+        point_coords: Tensor | None = None,
+        point_labels: Tensor | None = None,
+        mask_inputs: Tensor | None = None,
+        prev_mask_logits: Tensor | None = None,
+    ) -> StepResult:
+        """One decoder step on a frame with this engine's options: a prompt decodes without
+        encoding memory (preflight does that), a tracked frame encodes its memory at once."""
+        feats = self.features(session, frame_idx)
+        with self._autocast():
+            return track_step(
+                self.model,
+                feats,
+                ctx,
+                session.maskmem_pos_enc,
+                point_coords=point_coords,
+                point_labels=point_labels,
+                mask_inputs=mask_inputs,
+                prev_mask_logits=prev_mask_logits,
+                run_mem_encoder=run_mem_encoder,
+                fill_hole_area=self.options.fill_hole_area,
+                binarize_mask_from_pts=self.options.binarize_mask_from_pts,
+            )
 
     # ------------------------------------------------------------------ outputs
     def frame_result(self, session: VideoSession, frame_idx: int) -> FrameResult:
@@ -273,17 +299,7 @@ class VideoEngine:
                 obj.bank.drop_around(frame_idx, self.rules)
         else:
             ctx = obj.bank.select(frame_idx, reverse, session.num_frames, self.rules)
-            feats = self.features(session, frame_idx)
-            with self._autocast():
-                step = track_step(
-                    self.model,
-                    feats,
-                    ctx,
-                    session.maskmem_pos_enc,
-                    run_mem_encoder=True,
-                    fill_hole_area=self.options.fill_hole_area,
-                    binarize_mask_from_pts=self.options.binarize_mask_from_pts,
-                )
+            step = self._step(session, frame_idx, ctx, run_mem_encoder=True)
             if step.maskmem_pos_enc is not None:
                 _remember_pos_enc(session, step.maskmem_pos_enc)
             obj.bank.add(frame_idx, step.output, conditioning=False)

@@ -29,7 +29,7 @@ from sam2.amg.rle import coco_encode_rle, mask_to_rle, require_pycocotools
 from sam2.amg.stability import stability_score
 from sam2.intensity import ContrastLimits, choose_limits
 from sam2.modeling.sam2_model import SAM2Model
-from sam2.precision import Precision
+from sam2.precision import PrecisionChoice
 from sam2.sam2_image_predictor import ImageEmbedding, SAM2ImagePredictor
 from sam2.transforms import as_hwc_array, to_model_coords, upsample_logits
 
@@ -81,7 +81,7 @@ class SAM2AutomaticMaskGenerator:
         output_mode: OutputMode = "binary_mask",
         use_m2m: bool = False,
         multimask_output: bool = True,
-        precision: Precision = "fp32",
+        precision: PrecisionChoice = "fp32",
         **kwargs: Any,
     ) -> None:
         unknown = sorted(set(kwargs) - _BUILD_KEYWORDS)

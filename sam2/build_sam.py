@@ -29,7 +29,7 @@ from sam2.modeling.position_encoding import PositionEmbeddingSine
 from sam2.modeling.prompt_encoder import PromptEncoder
 from sam2.modeling.sam2_model import SAM2Model
 from sam2.modeling.two_way_transformer import TwoWayTransformer
-from sam2.precision import Precision
+from sam2.precision import PrecisionChoice
 from sam2.video.options import TrackingOptions
 
 if TYPE_CHECKING:
@@ -236,7 +236,7 @@ def build_sam2_video_predictor(
     hydra_overrides_extra: Iterable[str] = (),
     apply_postprocessing: bool = True,
     vos_optimized: bool = False,
-    precision: Precision = "fp32",
+    precision: PrecisionChoice = "fp32",
     **kwargs: Any,
 ) -> SAM2VideoPredictor:
     """SAM 2 video predictor. With post-processing (the default, as in the reference), masks
@@ -244,7 +244,8 @@ def build_sam2_video_predictor(
 
     Overrides may also set the predictor's options (``fill_hole_area``, ``non_overlap_masks``,
     ``add_all_frames_to_correct_as_cond``, ``clear_non_cond_mem_around_input``).
-    ``precision="bf16"`` runs the model under bfloat16 autocast (:mod:`sam2.precision`).
+    ``precision="bf16"`` runs the model under bfloat16 autocast, ``"auto"`` only where the
+    hardware computes bf16 (:mod:`sam2.precision`).
     """
     from sam2.sam2_video_predictor import SAM2VideoPredictor
 

@@ -19,7 +19,7 @@ from sam2.image_embedding import ImageEmbedding
 from sam2.intensity import ContrastLimits
 from sam2.modeling.sam2_model import SAM2Model
 from sam2.postprocess import remove_small_regions
-from sam2.precision import Precision, autocast_context, check_precision
+from sam2.precision import Precision, PrecisionChoice, autocast_context, check_precision
 from sam2.prompts import validate_box, validate_mask_input, validate_points
 from sam2.transforms import as_hwc_array, preprocess, to_model_coords, upsample_logits
 
@@ -51,7 +51,7 @@ class SAM2ImagePredictor:
         mask_threshold: float = 0.0,
         max_hole_area: float = 0.0,
         max_sprinkle_area: float = 0.0,
-        precision: Precision = "fp32",
+        precision: PrecisionChoice = "fp32",
         **kwargs: Any,
     ) -> None:
         self.model = sam_model

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from sam2.modeling.sam2_model import SAM2Model
-from sam2.precision import Precision
+from sam2.precision import Precision, PrecisionChoice
 from sam2.prompts import validate_box, validate_points
 from sam2.video.engine import FrameResult, VideoEngine
 from sam2.video.memory import FrameOutput
@@ -44,7 +44,7 @@ class SAM2VideoPredictor:
         model: SAM2Model,
         options: TrackingOptions | None = None,
         *,
-        precision: Precision = "fp32",
+        precision: PrecisionChoice = "fp32",
         **reference_keywords: Any,
     ) -> None:
         """``options`` or the reference's keywords (``fill_hole_area=8``, ...), not both.

@@ -26,10 +26,11 @@ from napari_sam2.headless import (
     run_segment,
     run_tracking,
 )
-from napari_sam2.models import DEFAULT_MODEL, DEMO_MODEL
+from napari_sam2.models import DEFAULT_MODEL, DEMO_MODEL, ModelChoice
 from napari_sam2.tracking.params import TrackingParams
 from napari_sam2.tracking.proposals import ENTRY_DETECTORS
 from napari_sam2.tracking.results import TrackingError
+from sam2.precision import PRECISION_CHOICES
 
 __all__ = [
     "default_out",
@@ -153,6 +154,12 @@ def _model_arguments(group: Any, name: str = "--model") -> None:
     group.add_argument("--config", help="config of --checkpoint if its name does not tell")
     group.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
     group.add_argument("--image-size", type=int, help="model input size (smaller: faster)")
+    group.add_argument(
+        "--precision",
+        choices=PRECISION_CHOICES,
+        default="auto",
+        help="auto (default): bf16 where the CPU/GPU has bfloat16 units, else fp32",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -187,6 +194,13 @@ def _exit_code(run: Callable[[], str]) -> int:
     return 0
 
 
+def _model(args: argparse.Namespace) -> ModelChoice:
+    """The model the command line names (``--model`` or ``--checkpoint``)."""
+    return model_choice(
+        args.model, args.checkpoint, args.config, args.device, args.image_size, args.precision
+    )
+
+
 def _track(args: argparse.Namespace) -> str:
     params = TrackingParams(**{f.name: getattr(args, f.name) for f in fields(TrackingParams)})
     result = run_tracking(
@@ -194,11 +208,7 @@ def _track(args: argparse.Namespace) -> str:
         args.seeds,
         args.out,
         seed_frame=args.seed_frame,
-        model=args.model,
-        checkpoint=args.checkpoint,
-        config=args.config,
-        device=args.device,
-        image_size=args.image_size,
+        model=_model(args),
         entries=args.entries,
         params=params,
         contrast_limits=tuple(args.contrast_limits) if args.contrast_limits else None,
@@ -218,11 +228,7 @@ def _segment(args: argparse.Namespace) -> str:
         args.stack,
         args.session,
         args.out,
-        model=args.model,
-        checkpoint=args.checkpoint,
-        config=args.config,
-        device=args.device,
-        image_size=args.image_size,
+        model=_model(args),
         overwrite=args.overwrite,
         progress=None if args.quiet else sys.stderr,
     )
@@ -245,11 +251,10 @@ def _train(args: argparse.Namespace) -> str:
         bf16=args.bf16,
         seed=args.seed,
     )
-    choice = model_choice(args.model, args.checkpoint, args.config, args.device, args.image_size)
     result = run_fine_tuning(
         stacks,
         args.out,
-        choice,
+        _model(args),
         options,
         val_fraction=args.val_fraction,
         validate_every=args.validate_every,

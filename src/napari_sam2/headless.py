@@ -11,6 +11,7 @@ labels, tracks, lineage, measurements and a Cell Tracking Challenge folder;
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -33,6 +34,7 @@ from napari_sam2.tracking.proposals import EntryDetector
 from napari_sam2.tracking.results import FrameUpdate, TrackingError, TrackingResult
 
 if TYPE_CHECKING:
+    from sam2.precision import PrecisionChoice
     from sam2.sam2_video_predictor import SAM2VideoPredictor
 
 __all__ = [
@@ -105,29 +107,31 @@ def model_choice(
     config: str | None = None,
     device: str | None = None,
     image_size: int | None = None,
+    precision: PrecisionChoice = "auto",
 ) -> ModelChoice:
     """The model named on the command line: a hub id or a name such as ``sam2.1_hiera_tiny``,
     ``tiny`` or ``demo-cells``, or a local checkpoint file (``model`` is then ignored); None
     is :func:`~napari_sam2.models.default_model`. ``image_size`` overrides the model's input
-    size (smaller is faster and coarser)."""
+    size (smaller is faster and coarser); ``precision`` "auto" runs bf16 only where the
+    hardware computes it."""
     return ModelChoice(
         hub_id=None if checkpoint is not None else resolve_hub_id(model or default_model()),
         checkpoint=None if checkpoint is None else str(checkpoint),
         config=config,
         device=device,
         image_size=image_size,
+        precision=precision,
     )
 
 
 def load_video_predictor(
-    model: str | None = None,
-    checkpoint: str | os.PathLike[str] | None = None,
-    config: str | None = None,
-    device: str | None = None,
-    image_size: int | None = None,
+    choice: ModelChoice | None = None, progress: IO[str] | None = None
 ) -> SAM2VideoPredictor:
-    """A tracking video predictor of :func:`model_choice`'s model."""
-    loaded = model_choice(model, checkpoint, config, device, image_size).load()
+    """A tracking video predictor of ``choice`` (None: :func:`model_choice`'s default); the
+    precision chosen, and why, is written to ``progress``."""
+    loaded = (choice or model_choice()).load()
+    if progress is not None:
+        progress.write(f"precision {loaded.precision_reason}\n")
     return loaded.video_predictor(TRACKING_OPTIONS)
 
 
@@ -138,11 +142,7 @@ def run_tracking(
     out_dir: str | os.PathLike[str] | None = None,
     *,
     seed_frame: int = 0,
-    model: str | None = None,
-    checkpoint: str | os.PathLike[str] | None = None,
-    config: str | None = None,
-    device: str | None = None,
-    image_size: int | None = None,
+    model: ModelChoice | None = None,
     entries: EntryDetector = "threshold",
     params: TrackingParams | None = None,
     contrast_limits: tuple[float, float] | None = None,
@@ -157,7 +157,7 @@ def run_tracking(
     folder and ``tracking.json`` into ``out_dir`` (default: ``<stack>_tracking`` beside the
     stack). Frames finished before an error or Ctrl-C are written too. ``progress`` is a
     stream for a one-line progress display (None: silent). ``predictor`` skips loading a
-    model.
+    model; ``model`` None is :func:`model_choice`'s default.
     """
     import tifffile
 
@@ -175,7 +175,7 @@ def run_tracking(
         out / "labels.tif", shape=tuple(frames.shape), dtype=np.uint32, photometric="minisblack"
     )
     if predictor is None:
-        predictor = load_video_predictor(model, checkpoint, config, device, image_size)
+        predictor = load_video_predictor(model, progress)
     source = sam2_mask_source(predictor, frames, entries=entries, contrast_limits=contrast_limits)
     tracker = CellTracker(frames, seed_image, seed_frame, params, out=labels)
     show = _ProgressLine(progress) if progress is not None else None
@@ -192,7 +192,7 @@ def run_tracking(
         source.close()
     result = tracker.finish(stopped=failure is not None)
     labels.flush()
-    _write_outputs(out, frames, labels, result, dict(model=model, checkpoint=checkpoint))
+    _write_outputs(out, frames, labels, result, model)
     if show is not None:
         show.close()
     if failure is not None:
@@ -219,7 +219,7 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
 
 
 def _write_outputs(
-    out: Path, frames: Any, labels: Any, result: TrackingResult, model: dict[str, Any]
+    out: Path, frames: Any, labels: Any, result: TrackingResult, model: ModelChoice | None
 ) -> None:
     from napari_sam2.tracking.ctc import write_ctc
     from napari_sam2.tracking.measurements import write_measurements_csv
@@ -247,7 +247,7 @@ def _write_outputs(
             for e in result.divisions
         ],
         "params": result.params.to_dict(),
-        "model": {k: (str(v) if v is not None else None) for k, v in model.items()},
+        "model": dataclasses.asdict(model) if model is not None else None,
         "lineage": result.lineage.to_dict(),
     }
     (out / "tracking.json").write_text(json.dumps(summary, indent=1))
@@ -301,11 +301,7 @@ def run_segment(
     session: str | os.PathLike[str],
     out: str | os.PathLike[str] | None = None,
     *,
-    model: str | None = None,
-    checkpoint: str | os.PathLike[str] | None = None,
-    config: str | None = None,
-    device: str | None = None,
-    image_size: int | None = None,
+    model: ModelChoice | None = None,
     overwrite: bool = False,
     progress: IO[str] | None = None,
 ) -> Path:
@@ -332,8 +328,10 @@ def run_segment(
     target = Path(out) if out else path.with_name(f"{path.stem}_sam2_labels.tif")
     if target.exists() and not overwrite:
         raise ValueError(f"{target} exists; use --overwrite to replace it")
-    loader = model_loader(model_choice(model, checkpoint, config, device, image_size))
-    loader()  # load before the output file is created, as before
+    loader = model_loader(model or model_choice())
+    loaded = loader()  # load before the output file is created, as before
+    if progress is not None:
+        progress.write(f"precision {loaded.precision_reason}\n")
     labels = tifffile.memmap(target, shape=data.shape, dtype=np.uint32, photometric="minisblack")
     if saved.labels is not None:
         labels[...] = saved.labels

@@ -19,6 +19,7 @@ from napari_sam2.models import (
     resolve_hub_id,
 )
 from sam2.build_sam import build_sam2
+from sam2.precision import choose_precision
 
 
 def test_local_checkpoint_is_built_for_video_and_loaded_once(tmp_path: Path) -> None:
@@ -30,8 +31,12 @@ def test_local_checkpoint_is_built_for_video_and_loaded_once(tmp_path: Path) -> 
     loaded = loader()
     assert loaded.video_predictor(TRACKING_OPTIONS).options.binarize_mask_from_pts
     assert loader() is loaded
-    assert loaded.precision == "fp32"
-    assert loaded.image_predictor().precision == "fp32"
+    # the default "auto": bf16 only where this CPU has bfloat16 units, and the reason kept
+    expected = choose_precision("auto", "cpu")
+    assert loaded.precision == expected.precision and loaded.precision_reason == expected.reason
+    assert loaded.image_predictor().precision == expected.precision
+    exact = ModelChoice(hub_id=None, checkpoint=str(path), device="cpu", precision="fp32").load()
+    assert exact.precision == "fp32" and exact.image_predictor().precision == "fp32"
     fast = ModelChoice(hub_id=None, checkpoint=str(path), device="cpu", precision="bf16").load()
     assert fast.precision == "bf16"
     assert fast.image_predictor().precision == "bf16"

@@ -251,7 +251,7 @@ def test_prompt_layers_of_the_wrong_dimension_are_refused(
     cube = session.viewer.add_points(np.zeros((1, 4)), ndim=4, name="4d points")
     start = len(notification_manager.records)
     session.widget._points_combo.set_layer(cube)
-    session.widget._on_points_changed()
+    session.widget._on_prompt_layer_changed()
     assert any("'4d points' has 4 dimension(s)" in m for m in errors_after(start))
     assert session.controller.points_layer is None
     assert session.widget._points_combo.layer is None

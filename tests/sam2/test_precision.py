@@ -151,7 +151,7 @@ def test_autocast_context_casts_only_in_bf16() -> None:
 
 def test_bad_precision_is_explained(model: SAM2Model) -> None:
     """An unknown precision, or bf16 on a device without autocast, names what works."""
-    with pytest.raises(ValueError, match=r"one of 'fp32', 'bf16', got 'fp16'"):
+    with pytest.raises(ValueError, match=r"one of 'auto', 'fp32', 'bf16', got 'fp16'"):
         SAM2ImagePredictor(model, precision="fp16")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"not on 'mps'; use precision='fp32'"):
         check_precision("bf16", "mps")

@@ -22,6 +22,7 @@ from qtpy.QtCore import QObject, Signal
 from napari_sam2.fine_tune.training_data import PairArrays, pair_stacks
 from napari_sam2.jobs import Failure
 from napari_sam2.models import USER_MODELS, ModelChoice
+from napari_sam2.run_state import RunState
 
 if TYPE_CHECKING:
     from napari.qt.threading import FunctionWorker
@@ -68,22 +69,22 @@ class FineTuneSettings:
 class FineTuneJob(QObject):
     """Runs one fine-tuning at a time; every public signal is emitted on the main thread.
 
-    ``step`` and ``validation`` carry the runner's records (for a plot), ``status`` a
-    sentence for the status line, ``failed`` an expected failure (bad data, missing
-    checkpoint) for a notification, ``done`` the result, ``running_changed`` the state.
+    ``step`` and ``validation`` carry the runner's records (for a plot), ``failed`` an
+    expected failure (bad data, missing checkpoint) for a notification, ``done`` the result;
+    the status line and whether a run is going are ``state``, the
+    :class:`~napari_sam2.run_state.RunState` the other widgets' controllers keep too.
     """
 
     step = Signal(object)  # StepLog
     validation = Signal(object)  # Validation
-    status = Signal(str)
     failed = Signal(str)
     done = Signal(object)  # FineTuneResult
-    running_changed = Signal(bool)
     _worker_step = Signal(object)  # emitted in the worker thread, delivered queued
     _worker_validation = Signal(object)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
+        self.state = RunState()
         self._worker: FunctionWorker[FineTuneResult | Failure] | None = None
         self._stop_event = threading.Event()
         self._pbar: progress | None = None
@@ -96,7 +97,7 @@ class FineTuneJob(QObject):
 
     @property
     def running(self) -> bool:
-        return self._worker is not None
+        return self.state.running
 
     def start(
         self, pairs: Sequence[PairArrays], settings: FineTuneSettings, base: ModelChoice
@@ -118,21 +119,24 @@ class FineTuneJob(QObject):
         worker.errored.connect(self._on_errored)
         worker.finished.connect(self._on_finished)
         self._worker = worker
-        self.running_changed.emit(True)
-        self.status.emit("Loading the base model and scoring it on the validation planes…")
+        self.state.running = True
+        self._say("Loading the base model and scoring it on the validation planes…")
         worker.start()
 
     def stop(self) -> None:
         """Stop after the step in flight; the best checkpoint so far is kept and listed."""
         if self.running and not self._stop_event.is_set():
             self._stop_event.set()
-            self.status.emit("Stopping after the current step; the best model so far is kept…")
+            self._say("Stopping after the current step; the best model so far is kept…")
+
+    def _say(self, text: str) -> None:
+        self.state.status = text
 
     def _on_validation(self, validation: Validation) -> None:
         if self._before is None:
             self._before = validation.click_iou
             self._train_started = time.perf_counter()  # the ETA counts training steps only
-            self.status.emit(f"Base model: validation click IoU {validation.click_iou:.3f}.")
+            self._say(f"Base model: validation click IoU {validation.click_iou:.3f}.")
         self._best = max(self._best, validation.click_iou)
         self.validation.emit(validation)
 
@@ -143,7 +147,7 @@ class FineTuneJob(QObject):
         eta = elapsed / log.step * (self._steps - log.step)
         self.step.emit(log)
         if not self._stop_event.is_set():
-            self.status.emit(
+            self._say(
                 f"Step {log.step}/{self._steps}, loss {log.loss['total']:.3f} "
                 f"(~{eta:.0f} s left); validation click IoU {self._before or 0.0:.3f} → "
                 f"best {self._best:.3f}"
@@ -153,16 +157,16 @@ class FineTuneJob(QObject):
         if isinstance(result, Failure):
             self.failed.emit(result.message)
             return
-        self.status.emit(describe(result))
+        self._say(describe(result))
         self.done.emit(result)
 
     def _on_errored(self, exc: BaseException) -> None:
         # napari shows the error itself, with its traceback
-        self.status.emit(f"Fine-tuning failed: {type(exc).__name__}: {exc}")
+        self._say(f"Fine-tuning failed: {type(exc).__name__}: {exc}")
 
     def _on_finished(self) -> None:
         self._worker, self._pbar = None, None  # the bar was closed by the worker's signal
-        self.running_changed.emit(False)
+        self.state.running = False
 
 
 def describe(result: FineTuneResult) -> str:

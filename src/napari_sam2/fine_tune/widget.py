@@ -21,14 +21,11 @@ from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
-    QGroupBox,
     QLabel,
     QLineEdit,
     QListWidget,
     QMessageBox,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
 )
 
@@ -42,7 +39,7 @@ from napari_sam2.fine_tune.plot import TrainingPlot
 from napari_sam2.fine_tune.training_data import TrainingPair, check_pairs, make_pair
 from napari_sam2.models import ModelChoice
 from napari_sam2.widgets._layer_combo import LayerCombo
-from napari_sam2.widgets._layout import DockWidget, row
+from napari_sam2.widgets._layout import DockWidget, form_box, row, spin_box
 from napari_sam2.widgets._model_controls import ModelControls
 
 if TYPE_CHECKING:
@@ -95,7 +92,7 @@ class FineTuneWidget(DockWidget):
         self._trainable_combo = QComboBox()
         for choice, text in TRAINABLE_TEXT:
             self._trainable_combo.addItem(f"{choice}: {text}", choice)
-        self._steps_spin = _spin(1, 100_000, 300, " steps")
+        self._steps_spin = spin_box(1, 100_000, 300, " steps")
         self._lr_spin = QDoubleSpinBox()
         self._lr_spin.setDecimals(5)
         self._lr_spin.setRange(1e-5, 1e-2)
@@ -110,7 +107,7 @@ class FineTuneWidget(DockWidget):
             "Share held out to score the model (one click per cell): whole pairs when there "
             "are several, else the last planes of the stack"
         )
-        self._validate_every_spin = _spin(1, 100_000, 50, " steps")
+        self._validate_every_spin = spin_box(1, 100_000, 50, " steps")
         self._clips_check = QCheckBox(f"also train on {CLIP_FRAMES}-frame clips (video memory)")
         self._clips_check.setToolTip("Off: single labelled planes only (unlabelled planes skipped)")
 
@@ -126,24 +123,27 @@ class FineTuneWidget(DockWidget):
         self._status_label.setWordWrap(True)
         self._plot = TrainingPlot()
 
-        data_box = QGroupBox("Training data")
-        data_form = QFormLayout(data_box)
-        data_form.addRow("Image", self._image_combo)
-        data_form.addRow("Labels", self._labels_combo)
-        data_form.addRow("", row(self._add_pair_button, self._remove_pair_button))
-        data_form.addRow("Pairs", self._pairs_list)
-        training_box = QGroupBox("Training")
-        training_form = QFormLayout(training_box)
-        training_form.addRow("Train", self._trainable_combo)
-        training_form.addRow("Steps", self._steps_spin)
-        training_form.addRow("Learning rate", self._lr_spin)
-        training_form.addRow("Validation", self._val_spin)
-        training_form.addRow("Validate every", self._validate_every_spin)
-        training_form.addRow("", self._clips_check)
-        output_box = QGroupBox("Output")
-        output_form = QFormLayout(output_box)
-        output_form.addRow("Folder", row(self._out_edit, self._browse_button))
-        output_form.addRow("", self._overwrite_check)
+        data_box = form_box(
+            "Training data",
+            ("Image", self._image_combo),
+            ("Labels", self._labels_combo),
+            ("", row(self._add_pair_button, self._remove_pair_button)),
+            ("Pairs", self._pairs_list),
+        )
+        training_box = form_box(
+            "Training",
+            ("Train", self._trainable_combo),
+            ("Steps", self._steps_spin),
+            ("Learning rate", self._lr_spin),
+            ("Validation", self._val_spin),
+            ("Validate every", self._validate_every_spin),
+            ("", self._clips_check),
+        )
+        output_box = form_box(
+            "Output",
+            ("Folder", row(self._out_edit, self._browse_button)),
+            ("", self._overwrite_check),
+        )
 
         layout = QVBoxLayout(self)
         for widget in (self._model_box, data_box, training_box, output_box):
@@ -159,11 +159,11 @@ class FineTuneWidget(DockWidget):
         self._browse_button.clicked.connect(self._on_browse)
         self._train_button.clicked.connect(self._on_train)
         self._stop_button.clicked.connect(self._on_stop)
-        self._job.status.connect(self._set_status)
+        self._job.state.events.status.connect(self._set_status)
         self._job.failed.connect(self._refuse)
         self._job.step.connect(self._on_step)
         self._job.validation.connect(self._on_validation)
-        self._job.running_changed.connect(self._on_running)
+        self._job.state.events.running.connect(self._on_running)
 
     # ------------------------------------------------------------------ inputs
     @property
@@ -296,11 +296,3 @@ class FineTuneWidget(DockWidget):
     def _shutdown(self) -> None:
         self._job.stop()  # the run ends after its step; the best model is still listed
         self._viewer.layers.events.removed.disconnect(self._on_layer_removed)
-
-
-def _spin(low: int, high: int, value: int, suffix: str) -> QSpinBox:
-    spin = QSpinBox()
-    spin.setRange(low, high)
-    spin.setValue(value)
-    spin.setSuffix(suffix)
-    return spin

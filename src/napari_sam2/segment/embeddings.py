@@ -199,6 +199,7 @@ class EmbeddingCache:
             return
         if factory is not self._factory:
             return  # the model changed meanwhile; queued slices are embedded again
+        first = self._loaded is None
         self._loaded = result.loaded
         self._predictor = result.predictor
         embedded = SliceEmbedding(result.predictor, result.embedding)
@@ -206,7 +207,10 @@ class EmbeddingCache:
         while len(self._cache) > self.size:
             self._cache.popitem(last=False)
         plane = key[0]
-        self.status.emit(f"embedded {describe_plane(self.image, plane)} in {result.seconds:.1f} s")
+        message = f"embedded {describe_plane(self.image, plane)} in {result.seconds:.1f} s"
+        if first and result.loaded.precision_reason:  # once per model: what "auto" chose
+            message += f" (precision {result.loaded.precision_reason})"
+        self.status.emit(message)
         for then in self._pending.pop(plane, []):
             then(embedded)
 

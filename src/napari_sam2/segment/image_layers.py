@@ -67,12 +67,7 @@ class ImageLayers:
         """Use ``layer`` for prompts; refuses layers that cannot hold (…, y, x) points."""
         if layer is self._points:
             return
-        if layer is not None and not 2 <= layer.ndim <= self.image_layer.ndim:
-            raise ValueError(
-                f"points layer {layer.name!r} has {layer.ndim} dimension(s), but prompts for "
-                f"{self.image_layer.name!r} need 2 to {self.image_layer.ndim} (…, y, x); "
-                "choose another layer or let the widget create one"
-            )
+        self._check_fits(layer, "points layer", "prompts")
         self._disconnect_points()
         self._points = layer
         if layer is not None:
@@ -92,18 +87,22 @@ class ImageLayers:
 
         if layer is self._shapes:
             return
-        if layer is not None and not 2 <= layer.ndim <= self.image_layer.ndim:
-            raise ValueError(
-                f"Shapes layer {layer.name!r} has {layer.ndim} dimension(s), but boxes for "
-                f"{self.image_layer.name!r} need 2 to {self.image_layer.ndim} (…, y, x); "
-                "choose another layer or let the widget create one"
-            )
+        self._check_fits(layer, "Shapes layer", "boxes")
         if self._shapes is not None:
             self._shapes.events.data.disconnect(self._on_shapes_data)
         self._shapes = layer
         if layer is not None:
             prepare_shapes_layer(layer, self.object_id)
             layer.events.data.connect(self._on_shapes_data)
+
+    def _check_fits(self, layer: Points | Shapes | None, kind: str, what: str) -> None:
+        """Prompt layers hold (…, y, x) coordinates of at most the image's dimensions."""
+        if layer is not None and not 2 <= layer.ndim <= self.image_layer.ndim:
+            raise ValueError(
+                f"{kind} {layer.name!r} has {layer.ndim} dimension(s), but {what} for "
+                f"{self.image_layer.name!r} need 2 to {self.image_layer.ndim} (…, y, x); "
+                "choose another layer or let the widget create one"
+            )
 
     @property
     def labels_layer(self) -> Labels | None:

@@ -41,9 +41,9 @@ class SegmentWidget(SegmentLayout):
         self._model_box.changed.connect(self._on_model_changed)
         self._model_box.hint.connect(self._on_status)
         self._image_combo.currentIndexChanged.connect(self._on_image_changed)
-        self._points_combo.currentIndexChanged.connect(self._on_points_changed)
+        self._points_combo.currentIndexChanged.connect(self._on_prompt_layer_changed)
         self._add_points_button.clicked.connect(self._on_add_points)
-        self._shapes_combo.currentIndexChanged.connect(self._on_shapes_changed)
+        self._shapes_combo.currentIndexChanged.connect(self._on_prompt_layer_changed)
         self._add_box_button.clicked.connect(self._on_add_box)
         self._save_button.clicked.connect(self._on_save_session)
         self._open_button.clicked.connect(self._on_open_session)
@@ -135,26 +135,19 @@ class SegmentWidget(SegmentLayout):
         self._object_spin.setValue(controller.object_id)
         self._object_spin.blockSignals(blocked)
 
-    def _on_points_changed(self, *_: Any) -> None:
+    def _on_prompt_layer_changed(self, *_: Any) -> None:
+        """A Points or Shapes layer was chosen: hand it to the controller, which may refuse it
+        (too many dimensions) or change the other choice; the combos then show what it uses."""
         controller = self._controller(notify=False)
         if controller is None:
             return
         try:
             controller.points_layer = self._points_combo.layer
-        except ValueError as exc:
-            show_error(str(exc))
-            self._points_combo.set_layer(controller.points_layer)
-        self._shapes_combo.set_layer(controller.shapes_layer)
-
-    def _on_shapes_changed(self, *_: Any) -> None:
-        controller = self._controller(notify=False)
-        if controller is None:
-            return
-        try:
             controller.shapes_layer = self._shapes_combo.layer
         except ValueError as exc:
             show_error(str(exc))
-            self._shapes_combo.set_layer(controller.shapes_layer)
+        self._points_combo.set_layer(controller.points_layer)
+        self._shapes_combo.set_layer(controller.shapes_layer)
 
     def _on_add_box(self) -> None:
         controller = self._controller()

@@ -24,7 +24,7 @@ from qtpy.QtWidgets import (
 
 from napari_sam2.segment.propagation import DIRECTIONS
 from napari_sam2.widgets._layer_combo import LayerCombo
-from napari_sam2.widgets._layout import DockWidget, row
+from napari_sam2.widgets._layout import DockWidget, form_box, row
 from napari_sam2.widgets._model_controls import ModelControls
 
 if TYPE_CHECKING:
@@ -82,14 +82,15 @@ class SegmentLayout(DockWidget):
         self._open_button = QPushButton("Open session…")
         self._labels_combo = LayerCombo(self._viewer, Labels, "new Labels layer")
 
-        box = QGroupBox("Layers")
-        form = QFormLayout(box)
-        form.addRow("Image", self._image_combo)
-        form.addRow("", self._stack_label)
-        form.addRow("Prompts", row(self._points_combo, self._add_points_button))
-        form.addRow("Boxes", row(self._shapes_combo, self._add_box_button))
-        form.addRow("Output", self._labels_combo)
-        form.addRow(row(self._save_button, self._open_button))
+        box = form_box(
+            "Layers",
+            ("Image", self._image_combo),
+            ("", self._stack_label),
+            ("Prompts", row(self._points_combo, self._add_points_button)),
+            ("Boxes", row(self._shapes_combo, self._add_box_button)),
+            ("Output", self._labels_combo),
+            row(self._save_button, self._open_button),
+        )
         return box
 
     def _build_object_box(self) -> QGroupBox:
@@ -107,12 +108,13 @@ class SegmentLayout(DockWidget):
         self._live_check.setChecked(True)
         self._segment_button = QPushButton("Segment")
 
-        box = QGroupBox("Object")
-        form = QFormLayout(box)
-        form.addRow("Object id", self._object_spin)
-        form.addRow(row(self._new_object_button, self._accept_button, self._clear_object_button))
-        form.addRow(self._live_check)
-        form.addRow(self._segment_button)
+        box = form_box(
+            "Object",
+            ("Object id", self._object_spin),
+            row(self._new_object_button, self._accept_button, self._clear_object_button),
+            self._live_check,
+            self._segment_button,
+        )
         return box
 
     def _build_propagate_box(self) -> QGroupBox:

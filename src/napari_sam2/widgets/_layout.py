@@ -1,12 +1,13 @@
-"""Small pieces shared by the dock widgets: a form row, and the dock that notices its close."""
+"""Small pieces shared by the dock widgets: form rows and boxes, a spin box, and the dock that
+notices its close."""
 
 from __future__ import annotations
 
 from qtpy.QtCore import QEvent
 from qtpy.QtGui import QCloseEvent
-from qtpy.QtWidgets import QHBoxLayout, QWidget
+from qtpy.QtWidgets import QFormLayout, QGroupBox, QHBoxLayout, QSpinBox, QWidget
 
-__all__ = ["DockWidget", "row"]
+__all__ = ["DockWidget", "form_box", "row", "spin_box"]
 
 
 class DockWidget(QWidget):
@@ -45,3 +46,25 @@ def row(*widgets: QWidget) -> QWidget:
     for widget in widgets:
         layout.addWidget(widget)
     return container
+
+
+def form_box(title: str, *rows: tuple[str, QWidget] | QWidget) -> QGroupBox:
+    """A titled group of form rows: ``(label, widget)`` pairs, or a widget spanning the row."""
+    box = QGroupBox(title)
+    form = QFormLayout(box)
+    for entry in rows:
+        if isinstance(entry, tuple):
+            form.addRow(*entry)
+        else:
+            form.addRow(entry)
+    return box
+
+
+def spin_box(low: int, high: int, value: int, suffix: str = "", prefix: str = "") -> QSpinBox:
+    """An integer spin box from ``low`` to ``high`` showing ``value``."""
+    spin = QSpinBox()
+    spin.setRange(low, high)
+    spin.setValue(value)
+    spin.setSuffix(suffix)
+    spin.setPrefix(prefix)
+    return spin

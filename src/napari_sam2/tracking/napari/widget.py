@@ -19,7 +19,6 @@ from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
     QGroupBox,
     QLabel,
     QListWidget,
@@ -37,7 +36,7 @@ from napari_sam2.tracking.napari.inputs import check_image
 from napari_sam2.tracking.params import TrackingParams
 from napari_sam2.tracking.proposals import EntryDetector
 from napari_sam2.widgets._layer_combo import LayerCombo
-from napari_sam2.widgets._layout import DockWidget, row
+from napari_sam2.widgets._layout import DockWidget, form_box, row, spin_box
 from napari_sam2.widgets._model_controls import ModelControls
 
 if TYPE_CHECKING:
@@ -110,12 +109,13 @@ class TrackWidget(DockWidget):
         self._seed_frame_spin.setSpecialValueText("current frame")
         self._seed_frame_spin.setValue(CURRENT_FRAME)
         self._seed_frame_spin.setToolTip("Tracking starts here and runs to the last frame")
-        box = QGroupBox("Input")
-        form = QFormLayout(box)
-        form.addRow("Image", self._image_combo)
-        form.addRow("", self._image_label)
-        form.addRow("Seeds", self._seeds_combo)
-        form.addRow("Seed frame", self._seed_frame_spin)
+        box = form_box(
+            "Input",
+            ("Image", self._image_combo),
+            ("", self._image_label),
+            ("Seeds", self._seeds_combo),
+            ("Seed frame", self._seed_frame_spin),
+        )
         return box
 
     def _build_rules_box(self) -> QGroupBox:
@@ -123,9 +123,9 @@ class TrackWidget(DockWidget):
         self._entries_combo = QComboBox()
         self._entries_combo.addItems([text for text, _ in ENTRY_CHOICES])
         self._entries_combo.setToolTip("How cells that enter the field are found")
-        self._entry_every_spin = _spin(1, 1000, max(defaults.entry_every, 1), " frame(s)")
+        self._entry_every_spin = spin_box(1, 1000, max(defaults.entry_every, 1), " frame(s)")
         self._entry_every_spin.setToolTip("Look for new cells on every K-th frame")
-        self._exit_after_spin = _spin(1, 1000, defaults.exit_after, " frame(s) missing")
+        self._exit_after_spin = spin_box(1, 1000, defaults.exit_after, " frame(s) missing")
         self._exit_after_spin.setToolTip("A cell missing this many frames in a row has left")
         self._division_spin = QDoubleSpinBox()
         self._division_spin.setRange(0.05, 0.5)
@@ -137,15 +137,16 @@ class TrackWidget(DockWidget):
             "A mask splits into daughters when each of its two largest pieces holds at least "
             "this fraction of its area"
         )
-        self._min_area_spin = _spin(1, 10**6, defaults.min_area, " px")
+        self._min_area_spin = spin_box(1, 10**6, defaults.min_area, " px")
         self._min_area_spin.setToolTip("Smaller masks count as 'cell absent'")
-        box = QGroupBox("Rules")
-        form = QFormLayout(box)
-        form.addRow("New cells", self._entries_combo)
-        form.addRow("Look every", self._entry_every_spin)
-        form.addRow("Exit when", self._exit_after_spin)
-        form.addRow("Division", self._division_spin)
-        form.addRow("Min cell area", self._min_area_spin)
+        box = form_box(
+            "Rules",
+            ("New cells", self._entries_combo),
+            ("Look every", self._entry_every_spin),
+            ("Exit when", self._exit_after_spin),
+            ("Division", self._division_spin),
+            ("Min cell area", self._min_area_spin),
+        )
         return box
 
     def _build_divisions_box(self) -> QGroupBox:
@@ -155,8 +156,8 @@ class TrackWidget(DockWidget):
         self._confirm_button = QPushButton("Confirm")
         self._undo_button = QPushButton("Undo")
         self._undo_button.setToolTip("No division: the daughters become the mother again")
-        self._mother_spin = _spin(1, 2**31 - 1, 1, "", "mother ")
-        self._sister_spin = _spin(1, 2**31 - 1, 1, "", "sister ")
+        self._mother_spin = spin_box(1, 2**31 - 1, 1, "", "mother ")
+        self._sister_spin = spin_box(1, 2**31 - 1, 1, "", "sister ")
         self._add_division_button = QPushButton("Add here")
         self._add_division_button.setToolTip(
             "The mother divides on the current frame into its own continuation and the sister "
@@ -349,15 +350,6 @@ class TrackWidget(DockWidget):
     # ------------------------------------------------------------------ closing
     def _shutdown(self) -> None:
         self._controller.close()
-
-
-def _spin(low: int, high: int, value: int, suffix: str = "", prefix: str = "") -> QSpinBox:
-    spin = QSpinBox()
-    spin.setRange(low, high)
-    spin.setValue(value)
-    spin.setSuffix(suffix)
-    spin.setPrefix(prefix)
-    return spin
 
 
 def _describe(division: Division) -> str:

@@ -16,8 +16,11 @@ from napari_sam2.models import ModelChoice
 from sam2.build_sam import build_model, build_sam2
 from sam2.configs import resolve_config
 from sam2.synthetic import make_timelapse
+from sam2.training.augment import NO_AUGMENT
 from sam2.training.checkpoints import save_weights
+from sam2.training.data import LabeledStack, StackDataset
 from sam2.training.trainer import TrainingOptions
+from sam2.training.validation import click_iou
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +88,27 @@ def test_stop_keeps_the_best_checkpoint_and_reports_progress(
     assert result.best == max(v.click_iou for v in result.history)
     assert "step 2/50" in stream.getvalue()
     build_sam2(str(result.weights.with_suffix(".json")), str(result.weights), device="cpu")
+
+
+def test_named_validation_stacks_validate_and_all_others_train(
+    base: Path, annotated: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """With ``validation`` given, the score before training is the base model's on exactly
+    those stacks (not on frames split off the training stack)."""
+    train = gather_stacks([annotated[0]], [annotated[1]])
+    other = make_timelapse(n_frames=2, shape=(128, 128), n_cells=5, division_frames=(), seed=12)
+    held_out = LabeledStack(other.image, other.labels.astype(np.int32), name="held-out")
+    result = run_fine_tuning(
+        train,
+        tmp_path / "run",
+        ModelChoice(hub_id=None, checkpoint=str(base), device="cpu"),
+        TrainingOptions(steps=1, warmup_steps=1, trainable="decoder", video_fraction=0),
+        validation=[held_out],
+        validation_batches=1,
+    )
+    model = ModelChoice(hub_id=None, checkpoint=str(base), device="cpu").load().model
+    expected = click_iou(model, StackDataset([held_out], 128, NO_AUGMENT), batches=1)
+    assert result.history[0].click_iou == pytest.approx(expected, abs=1e-6)
 
 
 def test_mismatched_sources_are_refused(annotated: tuple[Path, Path]) -> None:

@@ -83,6 +83,7 @@ def run_fine_tuning(
     options: TrainingOptions,
     *,
     val_fraction: float = 0.2,
+    validation: Sequence[LabeledStack] | None = None,
     validate_every: int = 50,
     validation_batches: int = 6,
     overwrite: bool = False,
@@ -92,11 +93,15 @@ def run_fine_tuning(
     progress: IO[str] | None = None,
 ) -> FineTuneResult:
     """Fine-tune ``base`` on ``stacks``; whole stacks (or, for one stack, its last frames)
-    are held out for validation. ``stop()`` is checked between steps: a stopped run keeps
+    are held out for validation, unless ``validation`` names the stacks that validate (then
+    every one of ``stacks`` trains). ``stop()`` is checked between steps: a stopped run keeps
     the best checkpoint so far."""
     out = Path(out_dir)
     _check_out(out, overwrite)
-    train, val = train_val_split(list(stacks), val_fraction, seed=options.seed)
+    if validation:
+        train, val = list(stacks), list(validation)
+    else:
+        train, val = train_val_split(list(stacks), val_fraction, seed=options.seed)
     model = base.load().model
     size = model.image_size
     train_data = StackDataset(train, size)

@@ -1,8 +1,9 @@
 """Multi-head attention with separate q/k/v projections, plain and with axial RoPE.
 
 Two execution paths, chosen once per instance (``use_sdpa``): PyTorch's fused
-``scaled_dot_product_attention``, or an explicit matmul → softmax → matmul. The explicit path
-exists for CPU bfloat16, where matmuls run ~4× faster than fp32 but the fused kernel does not.
+``scaled_dot_product_attention``, or an explicit matmul → softmax → matmul (in chunks of queries
+at inference). The explicit path exists for CPU bfloat16, where matmuls run faster than fp32
+but the fused kernel barely does; bf16 inference against long key sequences takes it always.
 The process-wide default comes from :func:`default_use_sdpa` (env ``SAM2_USE_SDPA=0|1``).
 """
 
@@ -34,12 +35,45 @@ def set_default_use_sdpa(enabled: bool | None) -> None:
     _USE_SDPA = enabled
 
 
+#: Keys from which CPU bf16 attention runs as chunked matmuls rather than the fused kernel:
+#: memory attention's cross-attention (7 memories × 4096 tokens at 1024 input). Measured on
+#: an AMD EPYC with AVX512-BF16, 4096 queries × 28,736 keys × 256: fused fp32 1.56 s, fused
+#: bf16 1.42 s, chunked bf16 0.97 s (``benchmarks/README_video.md``).
+LONG_KEYS = 8192
+#: Elements of one chunk's score matrix on the explicit path (64 MiB of float32).
+_SCORE_CHUNK = 1 << 24
+
+
 def attention(q: Tensor, k: Tensor, v: Tensor, use_sdpa: bool, dropout_p: float = 0.0) -> Tensor:
-    """Softmax attention over (..., L, D) tensors with the default 1/sqrt(D) scale."""
-    if use_sdpa:
+    """Softmax attention over (..., L, D) tensors with the default 1/sqrt(D) scale.
+
+    Inference in bf16 on the CPU against long key sequences takes the explicit path even in
+    a fused block: there bf16 matmuls gain where the fused kernel barely does.
+    """
+    explicit_bf16 = (
+        q.dtype == torch.bfloat16
+        and q.device.type == "cpu"
+        and k.shape[-2] >= LONG_KEYS
+        and not torch.is_grad_enabled()
+    )
+    if use_sdpa and not explicit_bf16:
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
-    scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-2, -1)
-    weights = scores.softmax(dim=-1)
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    kt = k.transpose(-2, -1)
+    rows = q.shape[-2]
+    per_row = max(1, math.prod(q.shape[:-2]) * k.shape[-2])
+    chunk = max(1, _SCORE_CHUNK // per_row)
+    if chunk >= rows or torch.is_grad_enabled():
+        return _softmax_attend(q * scale, kt, v, dropout_p)
+    out = q.new_empty(*q.shape[:-1], v.shape[-1])
+    for start in range(0, rows, chunk):  # bounded memory: one chunk of scores at a time
+        stop = start + chunk
+        out[..., start:stop, :] = _softmax_attend(q[..., start:stop, :] * scale, kt, v, dropout_p)
+    return out
+
+
+def _softmax_attend(q: Tensor, kt: Tensor, v: Tensor, dropout_p: float) -> Tensor:
+    weights = (q @ kt).softmax(dim=-1)
     if dropout_p > 0.0:
         weights = F.dropout(weights, dropout_p)
     return weights @ v

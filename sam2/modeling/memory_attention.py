@@ -102,8 +102,14 @@ class MemoryAttentionLayer(nn.Module):
         query_pos: Tensor | None = None,
         num_k_exclude_rope: int = 0,
     ) -> Tensor:
-        """Update ``tgt`` (B, Lq, C) from ``memory`` (B, Lk, mem_dim); ``pos`` encodes memory."""
+        """Update ``tgt`` (B, Lq, C) from ``memory`` (B, Lk, mem_dim); ``pos`` encodes memory.
+
+        ``tgt`` may also be (1, Lq, C), one frame shared by B objects' memories: its
+        self-attention is then computed once and handed to each object's cross-attention.
+        """
         x = self._self_attention(tgt, query_pos)
+        if x.shape[0] != memory.shape[0]:
+            x = x.expand(memory.shape[0], -1, -1)
         x = self._cross_attention(x, memory, pos, query_pos, num_k_exclude_rope)
         hidden = self.dropout(self.activation(self.linear1(self.norm3(x))))  # (B, Lq, F)
         return x + self.dropout3(self.linear2(hidden))
@@ -138,14 +144,15 @@ class MemoryAttention(nn.Module):
     ) -> Tensor:
         """Condition ``curr`` (L, B, C) on ``memory`` (M, B, mem_dim); returns (L, B, C).
 
+        ``curr`` (L, 1, C) is one frame conditioned on B memories at once (B objects).
         The last ``num_obj_ptr_tokens`` memory tokens are object pointers: they are not rotated
         by RoPE. ``curr``/``curr_pos`` may also be one-element lists, as the reference allows.
         """
         curr, curr_pos = _unwrap_single(curr, curr_pos)
-        if curr.shape[1] != memory.shape[1]:
+        if curr.shape[1] not in (1, memory.shape[1]):
             raise ValueError(
                 f"curr (L, B, C)={tuple(curr.shape)} and memory (M, B, C)={tuple(memory.shape)} "
-                "must have the same batch size B"
+                "must have the same batch size B (or curr batch 1, shared by all B)"
             )
         # The video predictor stores memories in bfloat16 even in float32 runs. The reference
         # gets them back to float32 only by type promotion when fp32 pointer tokens are

@@ -3,9 +3,10 @@
 The predictor is the reference's API (``inference_state``, ``obj_id``, ``normalize_coords``,
 numpy or tensor inputs); this module does the work: it encodes frames through the session's
 :class:`~sam2.video.features.FeatureCache`, decodes prompts, encodes their memories before a
-pass (:meth:`VideoEngine.preflight`), tracks each object frame by frame and applies
-corrections. Its inputs are already validated and in model units (prompt points in
-model-input pixels, masks as tensors), so it never second-guesses a caller.
+pass (:meth:`VideoEngine.preflight`), tracks the objects frame by frame (batched where their
+memories line up) and applies corrections. Its inputs are already validated and in model
+units (prompt points in model-input pixels, masks as tensors), so it never second-guesses a
+caller.
 
 Shape: a class, ``VideoEngine(model, options, precision)``, over :class:`VideoSession`
 values. What stays fixed for a predictor (the model, its memory rules, the tracking options,
@@ -29,8 +30,8 @@ from torch import Tensor
 
 from sam2.modeling.sam2_model import NO_OBJ_SCORE, ImageFeatures, SAM2Model
 from sam2.postprocess import apply_non_overlapping_constraints
-from sam2.precision import Precision, autocast_context, check_precision
-from sam2.video.memory import MemoryContext
+from sam2.precision import Precision, PrecisionChoice, autocast_context, check_precision
+from sam2.video.memory import MemoryContext, stack_contexts
 from sam2.video.options import TrackingOptions
 from sam2.video.session import ObjectState, PointPrompt, VideoSession
 from sam2.video.tracker import StepResult, encode_output_memory, memory_rules, track_step
@@ -54,7 +55,7 @@ class VideoEngine:
     """Prompts, memory and tracking of video sessions with one model and one set of options."""
 
     def __init__(
-        self, model: SAM2Model, options: TrackingOptions, precision: Precision = "fp32"
+        self, model: SAM2Model, options: TrackingOptions, precision: PrecisionChoice = "fp32"
     ) -> None:
         self.model = model
         self.options = options
@@ -277,37 +278,45 @@ class VideoEngine:
         else:
             order = range(start, min(start + span, n - 1) + 1)
         for frame_idx in order:
-            masks = [
-                self._track_object(session, obj, frame_idx, reverse)
-                for obj in session.objects.values()
-            ]  # N × (1, 1, h, w)
-            yield FrameResult(
-                frame_idx, session.obj_ids, self._to_video_res(session, torch.cat(masks, dim=0))
-            )
+            masks = self._track_frame(session, frame_idx, reverse)  # (N, 1, h, w)
+            yield FrameResult(frame_idx, session.obj_ids, self._to_video_res(session, masks))
 
-    def _track_object(
-        self, session: VideoSession, obj: ObjectState, frame_idx: int, reverse: bool
-    ) -> Tensor:
-        """(1, 1, h, w) logits of one object on one frame, its memory banked for the next.
+    def _track_frame(self, session: VideoSession, frame_idx: int, reverse: bool) -> Tensor:
+        """(N, 1, h, w) logits of every object on one frame, their memories banked for the next.
 
-        A prompted frame hands back its decoded mask; any other frame is tracked from memory.
+        A prompted frame hands back the object's decoded mask; the other objects are tracked
+        from memory, those whose memories line up (same frames, same pointer distances) in
+        batches of ``options.object_batch_size``.
         """
-        cond = obj.bank.conditioning_output(frame_idx)
-        if cond is not None and cond.pred_masks is not None:
-            masks = cond.pred_masks.to(self.device)
-            if self.options.clear_non_cond_mem_around_input:
-                obj.bank.drop_around(frame_idx, self.rules)
-        else:
-            ctx = obj.bank.select(frame_idx, reverse, session.num_frames, self.rules)
-            step = self._step(session, frame_idx, ctx, run_mem_encoder=True)
-            if step.maskmem_pos_enc is not None:
-                _remember_pos_enc(session, step.maskmem_pos_enc)
-            obj.bank.add(frame_idx, step.output, conditioning=False)
-            masks = step.masks
-        obj.tracked[frame_idx] = reverse
-        if not session.keep_history:
-            obj.bank.evict(frame_idx, reverse, self.rules)
-        return masks
+        objects = list(session.objects.values())
+        masks: list[Tensor | None] = [None] * len(objects)
+        waiting: dict[Hashable, list[tuple[int, MemoryContext]]] = {}
+        for i, obj in enumerate(objects):
+            cond = obj.bank.conditioning_output(frame_idx)
+            if cond is not None and cond.pred_masks is not None:
+                masks[i] = cond.pred_masks.to(self.device)
+                if self.options.clear_non_cond_mem_around_input:
+                    obj.bank.drop_around(frame_idx, self.rules)
+            else:
+                ctx = obj.bank.select(frame_idx, reverse, session.num_frames, self.rules)
+                waiting.setdefault(ctx.layout(), []).append((i, ctx))
+        size = self.options.object_batch_size
+        for members in waiting.values():
+            for start in range(0, len(members), size):
+                batch = members[start : start + size]
+                ctx = batch[0][1] if len(batch) == 1 else stack_contexts([c for _, c in batch])
+                step = self._step(session, frame_idx, ctx, run_mem_encoder=True)
+                if step.maskmem_pos_enc is not None:
+                    _remember_pos_enc(session, step.maskmem_pos_enc)
+                for j, (i, _) in enumerate(batch):
+                    output = step.output if len(batch) == 1 else step.output.take(j)
+                    objects[i].bank.add(frame_idx, output, conditioning=False)
+                    masks[i] = step.masks[j : j + 1]
+        for obj in objects:
+            obj.tracked[frame_idx] = reverse
+            if not session.keep_history:
+                obj.bank.evict(frame_idx, reverse, self.rules)
+        return torch.cat([m for m in masks if m is not None], dim=0)
 
     # ------------------------------------------------------------------ editing
     def clear_prompts(self, session: VideoSession, frame_idx: int, obj_id: Hashable) -> None:

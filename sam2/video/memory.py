@@ -11,8 +11,10 @@ touches its dicts.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor
 
 
@@ -25,6 +27,21 @@ class FrameOutput:
     object_score_logits: Tensor  # (1, 1)
     maskmem_features: Tensor | None = None  # (1, 64, h', w') bfloat16; None until encoded
     is_mask_from_pts: bool = True
+
+    def take(self, i: int) -> FrameOutput:
+        """Object ``i`` of a batched output, as its own tensors (a view would keep the whole
+        batch alive for as long as any one object's memory is kept)."""
+
+        def one(x: Tensor | None) -> Tensor | None:
+            return None if x is None else x[i : i + 1].clone()
+
+        return FrameOutput(
+            pred_masks=one(self.pred_masks),
+            obj_ptr=self.obj_ptr[i : i + 1].clone(),
+            object_score_logits=self.object_score_logits[i : i + 1].clone(),
+            maskmem_features=one(self.maskmem_features),
+            is_mask_from_pts=self.is_mask_from_pts,
+        )
 
 
 @dataclass(frozen=True)
@@ -43,9 +60,36 @@ class MemoryRules:
 class MemoryContext:
     """What memory attention sees for one frame: spatial memories and object pointers."""
 
-    spatial: list[tuple[int, Tensor]] = field(default_factory=list)  # (t_pos, (1, 64, h', w'))
-    pointers: list[tuple[int, Tensor]] = field(default_factory=list)  # (distance, (1, C))
+    spatial: list[tuple[int, Tensor]] = field(default_factory=list)  # (t_pos, (B, 64, h', w'))
+    pointers: list[tuple[int, Tensor]] = field(default_factory=list)  # (distance, (B, C))
     max_ptr_distance: int = 1  # normaliser of the pointers' temporal encoding
+
+    def layout(self) -> Hashable:
+        """What must agree for contexts to be batched: which memories, at which distances."""
+        return (
+            tuple(t for t, _ in self.spatial),
+            tuple(d for d, _ in self.pointers),
+            self.max_ptr_distance,
+        )
+
+
+def stack_contexts(contexts: Sequence[MemoryContext]) -> MemoryContext:
+    """One context for B objects of the same :meth:`~MemoryContext.layout`: every memory
+    becomes (B, 64, h', w') and every pointer (B, C), object i at batch index i."""
+    first = contexts[0]
+    if any(c.layout() != first.layout() for c in contexts[1:]):
+        raise ValueError("only contexts with the same memory layout can be stacked")
+    return MemoryContext(
+        spatial=[
+            (t, torch.cat([c.spatial[k][1] for c in contexts]))
+            for k, (t, _) in enumerate(first.spatial)
+        ],
+        pointers=[
+            (d, torch.cat([c.pointers[k][1] for c in contexts]))
+            for k, (d, _) in enumerate(first.pointers)
+        ],
+        max_ptr_distance=first.max_ptr_distance,
+    )
 
 
 def select_closest_cond_frames(

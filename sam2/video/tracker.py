@@ -1,4 +1,5 @@
-"""One SAM 2 tracking step for one object on one frame: memory → SAM heads → new memory."""
+"""One SAM 2 tracking step on one frame, for one object or a batch of objects: memory → SAM
+heads → new memory."""
 
 from __future__ import annotations
 
@@ -29,16 +30,26 @@ def _flatten(x: Tensor) -> Tensor:  # (B, C, H, W) -> (HW, B, C)
     return x.flatten(2).permute(2, 0, 1)
 
 
+def context_batch(ctx: MemoryContext) -> int:
+    """How many objects a (possibly stacked) memory context holds."""
+    if ctx.spatial:
+        return int(ctx.spatial[0][1].shape[0])
+    return int(ctx.pointers[0][1].shape[0]) if ctx.pointers else 1
+
+
 def condition_on_memory(
     model: SAM2Model,
     feats: ImageFeatures,
     ctx: MemoryContext | None,
     maskmem_pos_enc: Tensor | None,
 ) -> Tensor:
-    """(B, C, H, W) frame features fused with the object's memories.
+    """(B, C, H, W) frame features fused with the objects' memories.
 
     ``ctx`` None marks an initial conditioning frame: no memory yet, so the learned
-    ``no_mem_embed`` is added instead of running memory attention.
+    ``no_mem_embed`` is added instead of running memory attention. A context stacked for B
+    objects (:func:`~sam2.video.memory.stack_contexts`) conditions one frame's (1, C, H, W)
+    features B ways at once; memory attention then runs the frame's own first self-attention
+    once for all of them.
     """
     feat, pos = feats.vision_features, feats.vision_pos_enc[-1]
     b, c, h, w = feat.shape
@@ -46,46 +57,47 @@ def condition_on_memory(
         return feat + model.no_mem_embed.reshape(1, c, 1, 1)
     if maskmem_pos_enc is None:
         raise RuntimeError("memory position encoding missing: no memory was encoded yet")
+    n = max(b, context_batch(ctx))
     dtype = feat.dtype
     memory, memory_pos = [], []
     mem_pos = _flatten(maskmem_pos_enc).to(dtype)  # (hw, 1, 64)
     for t_pos, features in ctx.spatial:
-        memory.append(_flatten(features.to(feat.device, dtype)).expand(-1, b, -1))
+        memory.append(_flatten(features.to(feat.device, dtype)).expand(-1, n, -1))
         memory_pos.append(
-            (mem_pos + model.maskmem_tpos_enc[model.num_maskmem - t_pos - 1]).expand(-1, b, -1)
+            (mem_pos + model.maskmem_tpos_enc[model.num_maskmem - t_pos - 1]).expand(-1, n, -1)
         )
     num_ptr_tokens = 0
     if ctx.pointers:
         distances = torch.tensor([d for d, _ in ctx.pointers], device=feat.device)
-        ptrs = torch.stack([p.to(feat.device, dtype) for _, p in ctx.pointers])  # (P, 1, C)
-        ptrs = ptrs.expand(-1, b, -1)
+        ptrs = torch.stack([p.to(feat.device, dtype) for _, p in ctx.pointers])  # (P, 1|B, C)
+        ptrs = ptrs.expand(-1, n, -1)
         m = model.mem_dim
         if model.config.add_tpos_enc_to_obj_ptrs:
             tpos_dim = c if model.config.proj_tpos_enc_in_obj_ptrs else m
             ptr_pos = get_1d_sine_pe(distances / ctx.max_ptr_distance, dim=tpos_dim)
-            ptr_pos = model.obj_ptr_tpos_proj(ptr_pos.to(dtype)).unsqueeze(1).expand(-1, b, m)
+            ptr_pos = model.obj_ptr_tpos_proj(ptr_pos.to(dtype)).unsqueeze(1).expand(-1, n, m)
         else:
-            ptr_pos = ptrs.new_zeros(len(ctx.pointers), b, m)
+            ptr_pos = ptrs.new_zeros(len(ctx.pointers), n, m)
         if m < c:  # each C-dim pointer becomes C/m tokens of m dims
-            ptrs = ptrs.reshape(-1, b, c // m, m).permute(0, 2, 1, 3).flatten(0, 1)
+            ptrs = ptrs.reshape(-1, n, c // m, m).permute(0, 2, 1, 3).flatten(0, 1)
             ptr_pos = ptr_pos.repeat_interleave(c // m, dim=0)
         memory.append(ptrs)
         memory_pos.append(ptr_pos)
         num_ptr_tokens = ptrs.shape[0]
     fused = model.memory_attention(
-        curr=_flatten(feat),
+        curr=_flatten(feat),  # (HW, b, C): b is 1 or n
         curr_pos=_flatten(pos),
-        memory=torch.cat(memory, dim=0),
+        memory=torch.cat(memory, dim=0),  # (M, n, 64)
         memory_pos=torch.cat(memory_pos, dim=0),
         num_obj_ptr_tokens=num_ptr_tokens,
-    )  # (HW, B, C)
-    return fused.permute(1, 2, 0).reshape(b, c, h, w)
+    )  # (HW, n, C)
+    return fused.permute(1, 2, 0).reshape(n, c, h, w)
 
 
 @dataclass
 class StepResult:
     output: FrameOutput  # what the memory bank keeps
-    masks: Tensor  # (1, 1, h, w) low-res logits to show (hole-filled)
+    masks: Tensor  # (B, 1, h, w) low-res logits to show (hole-filled)
     maskmem_pos_enc: Tensor | None  # (1, 64, h', w') when a memory was encoded
 
 
@@ -113,9 +125,11 @@ def track_step(
     fill_hole_area: int = 0,
     binarize_mask_from_pts: bool = False,
 ) -> StepResult:
-    """Segment one object on one frame (batch 1) and optionally encode its memory.
+    """Segment objects on one frame and optionally encode their memories.
 
-    Points are (1, P, 2) model-input pixels with (1, P) labels; ``mask_inputs`` a (1, 1, S, S)
+    One object (batch 1) when prompted; B objects at once when ``ctx`` is stacked for B
+    (tracked frames carry no prompts). Points are (1, P, 2) model-input pixels with (1, P)
+    labels; ``mask_inputs`` a (1, 1, S, S)
     binary mask used directly as the prediction; ``prev_mask_logits`` (1, 1, h, w) a previous
     prediction refined by new clicks. ``binarize_mask_from_pts``: a mask decoded from clicks is
     thresholded (not squashed) before memory encoding.

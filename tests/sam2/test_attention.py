@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from sam2.modeling.attention import Attention, RoPEAttention
 from tests.oracle.harness import Oracle
@@ -91,3 +92,32 @@ def test_rope_self_attention_matches_reference(oracle: Oracle) -> None:
     )
     with torch.no_grad():
         assert_matches(block(x, x, x), ref["out"])
+
+
+def test_cpu_bf16_long_keys_take_chunked_matmuls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 inference against ≥ LONG_KEYS keys: chunked explicit attention, the fused
+    kernel's result within bf16 rounding, and every chunk filled."""
+    import sam2.modeling.attention as attention_module
+
+    torch.manual_seed(0)
+    q = torch.randn(2, 1, 50, 32).bfloat16()
+    k = torch.randn(2, 1, attention_module.LONG_KEYS, 32).bfloat16()
+    v = torch.randn(2, 1, attention_module.LONG_KEYS, 32).bfloat16()
+    monkeypatch.setattr(attention_module, "_SCORE_CHUNK", 7 * 2 * attention_module.LONG_KEYS)
+    calls: list[int] = []
+    original = attention_module._softmax_attend
+
+    def counting(q: torch.Tensor, *args: object) -> torch.Tensor:
+        calls.append(q.shape[-2])
+        return original(q, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(attention_module, "_softmax_attend", counting)
+    with torch.no_grad():
+        got = attention_module.attention(q, k, v, use_sdpa=True)
+    assert calls == [7] * 7 + [1]  # 50 queries in chunks of 7
+    expected = F.scaled_dot_product_attention(q.float(), k.float(), v.float())
+    torch.testing.assert_close(got.float(), expected, atol=2e-2, rtol=2e-2)
+    with torch.no_grad():  # fp32, or short keys: the fused kernel, untouched
+        attention_module.attention(q.float(), k.float(), v.float(), use_sdpa=True)
+        attention_module.attention(q, k[..., :100, :], v[..., :100, :], use_sdpa=True)
+    assert len(calls) == 8

@@ -2,10 +2,11 @@
 reference ``sam2==1.1.0``, on the same random-weight checkpoint, frames and clicks.
 
 Each run is one fresh process (``video_predictor.py``'s worker, so the two sides are set up
-exactly as in that benchmark). Variants are ``side:precision[:b<batch>]``: ``ref:fp32``,
+exactly as in that benchmark). Variants are ``side:precision[:b<batch>][:fast]``: ``ref:fp32``,
 ``ref:bf16`` (the whole reference run under ``torch.autocast("cpu", dtype=torch.bfloat16)``,
 how its users try to run it fast), ``ours:fp32`` (objects batched, the default),
-``ours:fp32:b1`` (ours one object at a time, as the reference), ``ours:bf16``, ``ours:auto``.
+``ours:fp32:b1`` (ours one object at a time, as the reference), ``ours:bf16``, ``ours:auto``,
+``ours:auto:fast`` (fast tracking: windows around each object, ``TrackingOptions.window``).
 The table gives s/frame (mean over the tracked frames), the ratio to the reference in fp32 at
 the same object count, CPU s/frame, peak RSS, and the extra cost of each added object
 (the slope between the first and last object counts).
@@ -37,10 +38,12 @@ from video_predictor import (  # the sibling benchmark's helpers
 
 def _job(variant: str, args: argparse.Namespace, ckpt: Path, video: Path, points: list) -> dict:
     side, precision, *rest = variant.split(":")
+    batch = [int(r[1:]) for r in rest if r.startswith("b")]
     return {
         "impl": "reference" if side == "ref" else "ours",
         "precision": precision,
-        "object_batch_size": int(rest[0][1:]) if rest else None,
+        "object_batch_size": batch[0] if batch else None,
+        "window": "fast" in rest,
         "config": args.config,
         "ckpt": str(ckpt),
         "video": str(video),

@@ -106,8 +106,13 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
     predictor = build(
         job["config"], job["ckpt"], device="cpu", hydra_overrides_extra=overrides, **extra
     )
-    if impl == "ours" and job.get("object_batch_size"):  # 1: one object at a time
-        options = predictor.options.replace(object_batch_size=job["object_batch_size"])
+    if impl == "ours" and (job.get("object_batch_size") or job.get("window")):
+        from sam2.video.options import WindowOptions
+
+        options = predictor.options.replace(
+            object_batch_size=job.get("object_batch_size") or 16,  # 1: one object at a time
+            window=WindowOptions() if job.get("window") else None,  # fast tracking
+        )
         predictor = type(predictor)(predictor.model, options, precision=predictor.precision)
     rss_model = _rss_mib()
     build_s = time.perf_counter() - start

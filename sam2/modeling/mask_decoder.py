@@ -158,10 +158,10 @@ class MaskDecoder(nn.Module):
         else:
             src = image_embeddings
         src = src + dense_prompt_embeddings  # (B, C, h, w)
-        if image_pe.shape[0] != 1:
+        if image_pe.shape[0] not in (1, batch):
             raise ValueError(
-                "image_pe must have batch size 1 (from get_dense_pe()), "
-                f"got shape {tuple(image_pe.shape)}"
+                "image_pe must have batch size 1 (from get_dense_pe()) or one per prompt set, "
+                f"got shape {tuple(image_pe.shape)} for {batch} prompt sets"
             )
         pos_src = image_pe.expand(batch, -1, -1, -1)  # (B, C, h, w) view, no copy per click
         b, c, h, w = src.shape

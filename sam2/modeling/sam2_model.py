@@ -168,8 +168,12 @@ class SAM2Model(nn.Module):
         mask_inputs: Tensor | None = None,
         high_res_features: list[Tensor] | None = None,
         multimask_output: bool = False,
+        image_pe: Tensor | None = None,
     ) -> HeadsOutput:
         """Prompt encoder + mask decoder on (B, C, S/16, S/16) features (memory-conditioned or not).
+
+        ``image_pe`` (1 or B, C, ·, ·) replaces the dense position encoding of the full grid
+        when the features are a window of it (fast tracking: the window's own tokens' codes).
 
         Points are (B, P, 2) in model-input pixels (x, y) with (B, P) int labels; with no points
         a single "not a point" is used. ``mask_inputs`` (B, 1, ·, ·) is resized to the prompt
@@ -196,9 +200,11 @@ class SAM2Model(nn.Module):
         sparse, dense = self.sam_prompt_encoder(
             points=(point_coords, point_labels), boxes=None, masks=mask_prompt
         )
+        if mask_prompt is None:  # the no-mask embedding, the same everywhere: fit a window
+            dense = dense[..., : backbone_features.shape[-2], : backbone_features.shape[-1]]
         low_res, ious, tokens, object_score_logits = self.sam_mask_decoder(
             image_embeddings=backbone_features,
-            image_pe=self.sam_prompt_encoder.get_dense_pe(),
+            image_pe=self.sam_prompt_encoder.get_dense_pe() if image_pe is None else image_pe,
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
             multimask_output=multimask_output,

@@ -35,6 +35,7 @@ from sam2.video.memory import MemoryContext, stack_contexts
 from sam2.video.options import TrackingOptions
 from sam2.video.session import ObjectState, PointPrompt, VideoSession
 from sam2.video.tracker import StepResult, encode_output_memory, memory_rules, track_step
+from sam2.video.window import Window, background_memory, mask_box, window_after, windowed_step
 
 __all__ = ["FrameResult", "VideoEngine"]
 
@@ -61,6 +62,7 @@ class VideoEngine:
         self.options = options
         self.precision: Precision = check_precision(precision, model.device)
         self.rules = memory_rules(model)
+        self.grid = model.image_size // 16  # tokens per side of the frame's features
 
     @property
     def device(self) -> torch.device:
@@ -286,11 +288,14 @@ class VideoEngine:
 
         A prompted frame hands back the object's decoded mask; the other objects are tracked
         from memory, those whose memories line up (same frames, same pointer distances) in
-        batches of ``options.object_batch_size``.
+        batches of ``options.object_batch_size``; with ``options.window`` (fast tracking)
+        each in a window around its previous mask where it fits one.
         """
         objects = list(session.objects.values())
         masks: list[Tensor | None] = [None] * len(objects)
-        waiting: dict[Hashable, list[tuple[int, MemoryContext]]] = {}
+        # (memory layout, window side or None) -> (object index, its memories, its window)
+        waiting: dict[tuple[Hashable, int | None], list[tuple[int, MemoryContext, Window | None]]]
+        waiting = {}
         for i, obj in enumerate(objects):
             cond = obj.bank.conditioning_output(frame_idx)
             if cond is not None and cond.pred_masks is not None:
@@ -299,24 +304,72 @@ class VideoEngine:
                     obj.bank.drop_around(frame_idx, self.rules)
             else:
                 ctx = obj.bank.select(frame_idx, reverse, session.num_frames, self.rules)
-                waiting.setdefault(ctx.layout(), []).append((i, ctx))
+                window = None
+                if self.options.window is not None:
+                    previous = obj.bank.get(frame_idx + 1 if reverse else frame_idx - 1)
+                    window = window_after(previous, obj.motion, self.grid, self.options.window)
+                key = (ctx.layout(), None if window is None else window.side)
+                waiting.setdefault(key, []).append((i, ctx, window))
+        background: tuple[Tensor, Tensor] | None = None  # fast tracking: the frame's empty memory
         size = self.options.object_batch_size
-        for members in waiting.values():
+        for (_, side), members in waiting.items():
             for start in range(0, len(members), size):
                 batch = members[start : start + size]
-                ctx = batch[0][1] if len(batch) == 1 else stack_contexts([c for _, c in batch])
-                step = self._step(session, frame_idx, ctx, run_mem_encoder=True)
+                ctx = batch[0][1] if len(batch) == 1 else stack_contexts([c for _, c, _ in batch])
+                redo: list[int] = []
+                if side is None:
+                    step = self._step(session, frame_idx, ctx, run_mem_encoder=True)
+                else:
+                    windows = [w for _, _, w in batch if w is not None]
+                    step, touched, background = self._windowed_step(
+                        session, frame_idx, ctx, windows, background
+                    )
+                    redo = [j for j, t in enumerate(touched) if t]
                 if step.maskmem_pos_enc is not None:
                     _remember_pos_enc(session, step.maskmem_pos_enc)
-                for j, (i, _) in enumerate(batch):
-                    output = step.output if len(batch) == 1 else step.output.take(j)
+                for j, (i, _, _) in enumerate(batch):
+                    if j in redo:  # it outgrew its window: the full frame, as exact SAM 2
+                        full = self._step(session, frame_idx, batch[j][1], run_mem_encoder=True)
+                        output, mask = full.output, full.masks
+                    else:
+                        output = step.output if len(batch) == 1 else step.output.take(j)
+                        mask = step.masks[j : j + 1]
                     objects[i].bank.add(frame_idx, output, conditioning=False)
-                    masks[i] = step.masks[j : j + 1]
-        for obj in objects:
+                    masks[i] = mask
+        for obj, found in zip(objects, masks, strict=True):
             obj.tracked[frame_idx] = reverse
+            if self.options.window is not None and found is not None:
+                obj.motion.update(mask_box(found))
             if not session.keep_history:
                 obj.bank.evict(frame_idx, reverse, self.rules)
         return torch.cat([m for m in masks if m is not None], dim=0)
+
+    def _windowed_step(
+        self,
+        session: VideoSession,
+        frame_idx: int,
+        ctx: MemoryContext,
+        windows: list[Window],
+        background: tuple[Tensor, Tensor] | None,
+    ) -> tuple[StepResult, list[bool], tuple[Tensor, Tensor]]:
+        """Fast tracking of a batch in windows of one side; the frame's empty memory is
+        computed for its first batch and handed back for the others."""
+        assert self.options.window is not None and session.maskmem_pos_enc is not None
+        feats = self.features(session, frame_idx)
+        with self._autocast():
+            if background is None:
+                background = background_memory(self.model, feats)
+            step, touched = windowed_step(
+                self.model,
+                feats,
+                ctx,
+                session.maskmem_pos_enc,
+                windows,
+                background,
+                halo=self.options.window.halo,
+                fill_hole_area=self.options.fill_hole_area,
+            )
+        return step, touched, background
 
     # ------------------------------------------------------------------ editing
     def clear_prompts(self, session: VideoSession, frame_idx: int, obj_id: Hashable) -> None:

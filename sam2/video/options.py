@@ -13,7 +13,26 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TrackingOptions", "resolve_options"]
+__all__ = ["TrackingOptions", "WindowOptions", "resolve_options"]
+
+
+@dataclass(frozen=True)
+class WindowOptions:
+    """Fast tracking (:mod:`sam2.video.window`): each object in a window of tokens around
+    its previous mask. Window side = object size × (1 + 2 × ``margin``) + twice its last
+    motion, at least ``min_side`` tokens; wider than ``max_fraction`` of the frame: full frame.
+    ``halo`` tokens around the window go through the memory encoder too."""
+
+    margin: float = 1.0
+    min_side: int = 8
+    max_fraction: float = 0.5
+    halo: int = 4
+
+    def __post_init__(self) -> None:
+        if self.margin < 0 or self.min_side < 1 or self.halo < 0:
+            raise ValueError(f"window margin and halo must be >= 0 and min_side >= 1, got {self}")
+        if not 0 < self.max_fraction <= 1:
+            raise ValueError(f"window max_fraction must be in (0, 1], got {self.max_fraction}")
 
 
 @dataclass(frozen=True)
@@ -37,6 +56,10 @@ class TrackingOptions:
     #: reference). Results agree within float rounding; working memory grows with it (at 1024
     #: input, about 60 MB per object in a batch).
     object_batch_size: int = 16
+    #: Fast tracking, opt-in: each object's memory attention, decoder and memory encoder run
+    #: on a window around where it was (None: the full frame, exact SAM 2). Small objects in
+    #: large frames get much cheaper; masks agree closely, not exactly (see the README).
+    window: WindowOptions | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.object_batch_size, bool) or not isinstance(self.object_batch_size, int):

@@ -17,6 +17,7 @@ from torch import Tensor
 from sam2.frames.base import FrameSource
 from sam2.video.features import FeatureCache
 from sam2.video.memory import FrameOutput, MemoryBank
+from sam2.video.window import ObjectMotion
 
 __all__ = ["FrameSource", "ObjectState", "PointPrompt", "VideoSession"]
 
@@ -37,6 +38,7 @@ class ObjectState:
     pending: dict[int, tuple[FrameOutput, bool]] = field(default_factory=dict)  # (out, is_cond)
     bank: MemoryBank = field(default_factory=MemoryBank)
     tracked: dict[int, bool] = field(default_factory=dict)  # frame -> tracked in reverse
+    motion: ObjectMotion = field(default_factory=ObjectMotion)  # for fast tracking's windows
 
     @property
     def prompted_frames(self) -> set[int]:

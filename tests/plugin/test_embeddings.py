@@ -30,6 +30,8 @@ class _CountingPredictor:
 class _Loaded:
     """Stands in for LoadedModel: hands out the one counting predictor."""
 
+    precision_reason = "auto: fp32, a stand-in"
+
     def __init__(self, predictor: _CountingPredictor) -> None:
         self.predictor = predictor
 
@@ -68,6 +70,8 @@ def test_another_plane_is_embedded_anew(qtbot: Any) -> None:
     plane 1 stays cached."""
     cache, predictor, image = _cache()
     got: dict[int, SliceEmbedding] = {}
+    said: list[str] = []
+    cache.status.connect(said.append)
     cache.request((1,), lambda e: got.__setitem__(1, e))
     cache.request((2,), lambda e: got.__setitem__(2, e))  # queued behind plane 1
     qtbot.waitUntil(lambda: len(got) == 2 and not cache.busy, timeout=WAIT_MS)
@@ -75,3 +79,7 @@ def test_another_plane_is_embedded_anew(qtbot: Any) -> None:
     np.testing.assert_array_equal(predictor.embedded[1], image.data[2])
     assert got[1] is not got[2] and got[1].embedding is not got[2].embedding
     assert cache.get((1,)) is got[1] and cache.get((2,)) is got[2]
+    # what precision "auto" chose is said once, with the first embedding of the model
+    done = [m for m in said if m.startswith("embedded")]
+    assert done[0].endswith("(precision auto: fp32, a stand-in)")
+    assert len(done) == 2 and "precision" not in done[1]

@@ -71,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar=("LOW", "HIGH"),
         help="intensity window for the model (default: robust percentiles of the stack)",
     )
+    model.add_argument(
+        "--fast",
+        action="store_true",
+        help="fast tracking: each cell in a window around where it was (much cheaper for small "
+        "cells in large frames; masks agree closely with full SAM 2, not exactly)",
+    )
     rules = track.add_argument_group("tracking rules (see TrackingParams)")
     rules.add_argument(
         "--entries",
@@ -215,6 +221,7 @@ def _track(args: argparse.Namespace) -> str:
         channel=args.channel,
         overwrite=args.overwrite,
         progress=None if args.quiet else sys.stderr,
+        fast=args.fast,
     )
     where = args.out or default_out(args.stack)
     return (

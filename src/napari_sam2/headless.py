@@ -125,14 +125,18 @@ def model_choice(
 
 
 def load_video_predictor(
-    choice: ModelChoice | None = None, progress: IO[str] | None = None
+    choice: ModelChoice | None = None, progress: IO[str] | None = None, *, fast: bool = False
 ) -> SAM2VideoPredictor:
-    """A tracking video predictor of ``choice`` (None: :func:`model_choice`'s default); the
-    precision chosen, and why, is written to ``progress``."""
+    """A tracking video predictor of ``choice`` (None: :func:`model_choice`'s default),
+    tracking in windows if ``fast``; the precision chosen, and why, is written to
+    ``progress``."""
+    from sam2.video.options import WindowOptions
+
     loaded = (choice or model_choice()).load()
     if progress is not None:
         progress.write(f"precision {loaded.precision_reason}\n")
-    return loaded.video_predictor(TRACKING_OPTIONS)
+    options = TRACKING_OPTIONS.replace(window=WindowOptions() if fast else None)
+    return loaded.video_predictor(options)
 
 
 # ---------------------------------------------------------------------------------- running
@@ -150,6 +154,7 @@ def run_tracking(
     overwrite: bool = False,
     progress: IO[str] | None = None,
     predictor: SAM2VideoPredictor | None = None,
+    fast: bool = False,
 ) -> TrackingResult:
     """Track the cells of ``seeds`` (labels of frame ``seed_frame``) through ``stack``.
 
@@ -157,7 +162,8 @@ def run_tracking(
     folder and ``tracking.json`` into ``out_dir`` (default: ``<stack>_tracking`` beside the
     stack). Frames finished before an error or Ctrl-C are written too. ``progress`` is a
     stream for a one-line progress display (None: silent). ``predictor`` skips loading a
-    model; ``model`` None is :func:`model_choice`'s default.
+    model; ``model`` None is :func:`model_choice`'s default. ``fast`` tracks each cell in a
+    window around where it was (``sam2.video.options.WindowOptions``).
     """
     import tifffile
 
@@ -175,7 +181,7 @@ def run_tracking(
         out / "labels.tif", shape=tuple(frames.shape), dtype=np.uint32, photometric="minisblack"
     )
     if predictor is None:
-        predictor = load_video_predictor(model, progress)
+        predictor = load_video_predictor(model, progress, fast=fast)
     source = sam2_mask_source(predictor, frames, entries=entries, contrast_limits=contrast_limits)
     tracker = CellTracker(frames, seed_image, seed_frame, params, out=labels)
     show = _ProgressLine(progress) if progress is not None else None
@@ -192,7 +198,7 @@ def run_tracking(
         source.close()
     result = tracker.finish(stopped=failure is not None)
     labels.flush()
-    _write_outputs(out, frames, labels, result, model)
+    _write_outputs(out, frames, labels, result, model, fast)
     if show is not None:
         show.close()
     if failure is not None:
@@ -219,7 +225,12 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
 
 
 def _write_outputs(
-    out: Path, frames: Any, labels: Any, result: TrackingResult, model: ModelChoice | None
+    out: Path,
+    frames: Any,
+    labels: Any,
+    result: TrackingResult,
+    model: ModelChoice | None,
+    fast: bool = False,
 ) -> None:
     from napari_sam2.tracking.ctc import write_ctc
     from napari_sam2.tracking.measurements import write_measurements_csv
@@ -248,6 +259,7 @@ def _write_outputs(
         ],
         "params": result.params.to_dict(),
         "model": dataclasses.asdict(model) if model is not None else None,
+        "fast_tracking": fast,
         "lineage": result.lineage.to_dict(),
     }
     (out / "tracking.json").write_text(json.dumps(summary, indent=1))

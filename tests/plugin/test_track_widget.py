@@ -183,6 +183,34 @@ def test_real_model_tracks_like_the_headless_engine(
     assert tracking.widget._export_ctc_button.isEnabled()
 
 
+def test_fast_tracking_checkbox_tracks_like_the_headless_fast_engine(
+    open_tracking: Callable[..., Tracking], timelapse: SyntheticTimelapse, fast_predictor: Any
+) -> None:
+    """*Fast* ticked: the run tracks in windows, exactly as the headless engine with
+    ``TrackingOptions.window`` does (``napari-sam2 track --fast``)."""
+    from sam2.video.options import WindowOptions
+
+    seeds = timelapse.labels.astype(np.uint16)
+    tracking = open_tracking(timelapse, seeds)
+    tracking.viewer.dims.set_current_step(0, 5)
+    tracking.widget._entries_combo.setCurrentText("off")
+    tracking.widget._fast_check.setChecked(True)
+    run = tracking.track()
+    tracking.wait()
+    assert run.error is None and run.inputs.fast
+    options = TrackingOptions.postprocessed(window=WindowOptions())
+    video = SAM2VideoPredictor(fast_predictor.model, options)
+    source = sam2_mask_source(
+        video,
+        timelapse.image,
+        entries="none",
+        contrast_limits=tuple(tracking.image.contrast_limits),
+    )
+    expected = track_cells(timelapse.image, seeds, 5, source, run.inputs.params)
+    source.close()
+    np.testing.assert_array_equal(tracking.labels.data[5:], expected.labels[5:])
+
+
 def test_division_reaches_the_tracks_graph_and_the_list(
     open_tracking: Callable[..., Tracking], timelapse: SyntheticTimelapse
 ) -> None:

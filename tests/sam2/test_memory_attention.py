@@ -157,11 +157,12 @@ def test_list_inputs_and_dropout_only_in_training() -> None:
 
 
 def test_bad_inputs_are_rejected() -> None:
-    """Batch mismatches, unknown activations and pointer tokens without RoPE raise ValueError."""
+    """Batch mismatches (curr batch 1 is shared by all memories, any other must match),
+    unknown activations and pointer tokens without RoPE raise ValueError."""
     model = build_released(num_layers=1).eval()
-    args = _inputs(8, 1, 0, 1, seed=0)
+    args = _inputs(8, 1, 0, 2, seed=0)  # curr (64, 2, 256)
     with pytest.raises(ValueError, match="same batch size"):
-        model(args["curr"], torch.randn(64, 2, 64))
+        model(args["curr"], torch.randn(64, 3, 64))
     with pytest.raises(ValueError, match="activation must be one of"):
         MemoryAttentionLayer("tanh", nn_identity(), 256, 8, 0.0, False, True, False, nn_identity())
     plain_layer = MemoryAttentionLayer(

@@ -289,5 +289,5 @@ def test_bf16_tracking_agrees_with_fp32_and_keeps_autocast_inside(
 
 
 def test_bad_precision_is_explained(predictor: SAM2VideoPredictor) -> None:
-    with pytest.raises(ValueError, match="precision must be one of 'fp32', 'bf16'"):
+    with pytest.raises(ValueError, match="precision must be one of 'auto', 'fp32', 'bf16'"):
         SAM2VideoPredictor(predictor.model, precision="fp16")  # type: ignore[arg-type]

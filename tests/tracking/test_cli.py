@@ -87,6 +87,33 @@ def test_track_writes_every_output(
     assert summary["frames"] == [0, 3] and not summary["stopped"]
 
 
+def test_fast_tracking_from_the_command_line(
+    inputs: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--fast``: cells are tracked in windows around their seed masks, and the summary
+    says the run was fast."""
+    import sam2.video.engine as engine
+
+    windows: list[object] = []
+    original = engine.windowed_step
+
+    def recording(*args: object, **kwargs: object) -> object:
+        windows.extend(args[4])  # type: ignore[call-overload]
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine, "windowed_step", recording)
+    out = tmp_path / "fast"
+    argv = ["track", str(inputs["stack"]), "--seeds", str(inputs["seeds"]), "--out", str(out)]
+    status = main([*argv, *model_args(inputs), "--fast", "--entry-every", "0"])
+    assert status == 0, capsys.readouterr().err
+    assert windows  # at least the first tracked frame of each seeded cell
+    assert json.loads((out / "tracking.json").read_text())["fast_tracking"] is True
+    assert tifffile.imread(out / "labels.tif").shape == (4, 128, 128)
+
+
 def test_existing_results_need_overwrite(
     inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

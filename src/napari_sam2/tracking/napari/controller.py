@@ -95,13 +95,15 @@ class TrackingController:
         seed_frame: int,
         params: TrackingParams,
         entries: EntryDetector = "threshold",
+        fast: bool = False,
     ) -> TrackingRun | None:
-        """Start a run into a new Labels layer; bad input becomes a notification, no worker."""
+        """Start a run into a new Labels layer; bad input becomes a notification, no worker.
+        ``fast`` tracks each cell in a window around where it was."""
         if self.running:
             show_error("Tracking is already running: stop it first.")
             return None
         try:
-            inputs = prepare_inputs(image, seed_layer, seed_frame, params, entries)
+            inputs = prepare_inputs(image, seed_layer, seed_frame, params, entries, fast)
         except ValueError as exc:
             show_error(str(exc))
             self.state.status = str(exc)

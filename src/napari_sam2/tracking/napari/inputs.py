@@ -35,6 +35,7 @@ class TrackingInputs:
     params: TrackingParams
     entries: EntryDetector
     contrast_limits: tuple[float, float]
+    fast: bool = False  # track each cell in a window around where it was
 
 
 def check_image(image: Image | None) -> Any:
@@ -69,6 +70,7 @@ def prepare_inputs(
     seed_frame: int,
     params: TrackingParams,
     entries: EntryDetector,
+    fast: bool = False,
 ) -> TrackingInputs:
     """Check the layers before anything slow starts; ValueErrors are meant for the user."""
     frames = check_image(image)
@@ -85,5 +87,5 @@ def prepare_inputs(
         raise ValueError(f"Seed layer {seed_layer.name!r}: {exc}") from exc
     low, high = image.contrast_limits
     return TrackingInputs(
-        image, frames, seed, int(seed_frame), params, entries, (float(low), float(high))
+        image, frames, seed, int(seed_frame), params, entries, (float(low), float(high)), fast
     )

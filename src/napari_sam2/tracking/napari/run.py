@@ -39,13 +39,16 @@ MaskSourceFactory = Callable[[TrackingInputs], MaskSource]
 
 
 def sam2_source_factory(loader: ModelLoader) -> MaskSourceFactory:
-    """SAM 2 from ``loader``'s model, with the tracking options the command line uses."""
+    """SAM 2 from ``loader``'s model, with the tracking options the command line uses (and
+    fast tracking's windows when the inputs ask for them)."""
 
     def open_source(inputs: TrackingInputs) -> MaskSource:
         from napari_sam2.tracking.sources import sam2_mask_source
+        from sam2.video.options import WindowOptions
 
+        options = TRACKING_OPTIONS.replace(window=WindowOptions() if inputs.fast else None)
         return sam2_mask_source(
-            loader().video_predictor(TRACKING_OPTIONS),
+            loader().video_predictor(options),
             inputs.frames,
             entries=inputs.entries,
             contrast_limits=inputs.contrast_limits,

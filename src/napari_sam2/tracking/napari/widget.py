@@ -16,6 +16,7 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -139,6 +140,11 @@ class TrackWidget(DockWidget):
         )
         self._min_area_spin = spin_box(1, 10**6, defaults.min_area, " px")
         self._min_area_spin.setToolTip("Smaller masks count as 'cell absent'")
+        self._fast_check = QCheckBox("each cell in a window around it")
+        self._fast_check.setToolTip(
+            "Fast tracking: SAM 2 looks at a window around where each cell was, so small cells "
+            "in large frames cost much less; masks agree closely with full SAM 2, not exactly"
+        )
         box = form_box(
             "Rules",
             ("New cells", self._entries_combo),
@@ -146,6 +152,7 @@ class TrackWidget(DockWidget):
             ("Exit when", self._exit_after_spin),
             ("Division", self._division_spin),
             ("Min cell area", self._min_area_spin),
+            ("Fast", self._fast_check),
         )
         return box
 
@@ -248,7 +255,12 @@ class TrackWidget(DockWidget):
             show_error(str(exc))
             return
         self._controller.track(
-            self._image_combo.layer, self._seeds_combo.layer, self._seed_frame(), params, entries
+            self._image_combo.layer,
+            self._seeds_combo.layer,
+            self._seed_frame(),
+            params,
+            entries,
+            fast=self._fast_check.isChecked(),
         )
 
     def _on_stop(self) -> None:

@@ -86,7 +86,9 @@ def main() -> None:
             print(f"{variant}, {k} object(s) ...", file=sys.stderr, flush=True)
             job = _job(variant, args, ckpt, video, points[:k])
             results[(k, variant)] = measure(job, args, site, args.retries)
-    ref = {k: _mean(results[(k, "ref:fp32")]["wall_s"]) for k in counts}
+    ref = {
+        k: _mean(results[(k, "ref:fp32")]["wall_s"]) for k in counts if (k, "ref:fp32") in results
+    }
     rows = []
     for (k, variant), r in results.items():
         wall = _mean(r["wall_s"])

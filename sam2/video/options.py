@@ -52,9 +52,10 @@ class TrackingOptions:
     #: Prompts on an already tracked frame make it a conditioning frame ("keep corrections").
     add_all_frames_to_correct_as_cond: bool = False
     #: Objects tracked on a frame with the same memory layout go through memory attention, the
-    #: decoder and the memory encoder together, this many at a time (1: one by one, as the
-    #: reference). Results agree within float rounding; working memory grows with it (at 1024
-    #: input, about 60 MB per object in a batch).
+    #: decoder and the memory encoder together, at most this many at a time (1: one by one, as
+    #: the reference) and at most ``engine.BATCH_TOKENS`` query tokens per batch. Results agree
+    #: within float rounding; working memory grows with the batch (at 1024 input, about 75 MB
+    #: per object).
     object_batch_size: int = 16
     #: Fast tracking, opt-in: each object's memory attention, decoder and memory encoder run
     #: on a window around where it was (None: the full frame, exact SAM 2). Small objects in

@@ -106,3 +106,16 @@ def test_an_object_taken_from_a_batch_owns_its_tensors() -> None:
 def test_bad_batch_size_is_explained(bad: object) -> None:
     with pytest.raises((TypeError, ValueError), match="object_batch_size"):
         TrackingOptions(object_batch_size=bad)  # type: ignore[arg-type]
+
+
+def test_batches_hold_at_most_batch_tokens(
+    model: torch.nn.Module, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Full frames of 8×8 tokens with a budget of 128 tokens: two objects per batch."""
+    import sam2.video.engine as engine
+
+    monkeypatch.setattr(engine, "BATCH_TOKENS", 2 * 64)
+    stack = make_timelapse(n_frames=5, shape=(64, 80), n_cells=5, division_frames=(), seed=3).image
+    calls: list[int] = []
+    _track(model, stack, 16, calls)
+    assert max(calls) == 2

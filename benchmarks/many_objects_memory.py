@@ -1,0 +1,115 @@
+"""Peak memory against stack length with many objects: does it stay flat?
+
+Each length runs in a fresh process (its peak RSS is its own): the demo model tracks
+``--cells`` cells of a held-out synthetic time-lapse (seed 5300, never trained on), one click
+per cell on frame 0, streaming (``keep_history=False``, the default), objects batched. The
+stack is a numpy array held in the process, so the frames themselves (T × H × W uint16) are
+part of the peak and are reported beside it.
+
+    python benchmarks/many_objects_memory.py --cells 50 --frames 64,500
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "sam2" / "weights" / "demo_cells.safetensors"
+
+
+def worker(cells: int, frames: int, size: int, precision: str, fast: bool) -> dict:
+    import numpy as np
+    import torch
+    from scipy import ndimage
+
+    from sam2.build_sam import build_sam2_video_predictor
+    from sam2.synthetic import make_tracking_timelapse
+    from sam2.video.options import WindowOptions
+
+    torch.set_num_threads(2)
+    data = make_tracking_timelapse(
+        seed=5300,
+        n_frames=frames,
+        shape=(size, size),
+        n_cells=cells,
+        n_divisions=0,
+        n_entering=0,
+        n_leaving=0,
+    )
+    predictor = build_sam2_video_predictor(
+        "demo-cells", str(WEIGHTS), device="cpu", precision=precision
+    )
+    if fast:
+        options = predictor.options.replace(window=WindowOptions())
+        predictor = type(predictor)(predictor.model, options, precision=predictor.precision)
+    state = predictor.init_state(data.image)
+    first = data.labels[0]
+    for cell in np.unique(first)[1:]:
+        depth = ndimage.distance_transform_edt(first == cell)
+        y, x = np.unravel_index(int(np.argmax(depth)), first.shape)
+        predictor.add_new_points_or_box(state, 0, int(cell), points=[[x, y]], labels=[1])
+    start = time.perf_counter()
+    done = 0
+    with torch.inference_mode():
+        for _ in predictor.propagate_in_video(state):
+            done += 1
+    return {
+        "frames": done,
+        "s_per_frame": (time.perf_counter() - start) / done,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "stack_mib": data.image.nbytes / 2**20,
+        "precision": predictor.precision,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cells", type=int, default=50)
+    parser.add_argument("--frames", default="64,500")
+    parser.add_argument("--size", type=int, default=384)
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--fast", action="store_true")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(**json.loads(args.worker))))
+        return
+    rows = []
+    for n in (int(f) for f in args.frames.split(",")):
+        job = {
+            "cells": args.cells,
+            "frames": n,
+            "size": args.size,
+            "precision": args.precision,
+            "fast": args.fast,
+        }
+        out = subprocess.run(
+            [sys.executable, __file__, "--worker", json.dumps(job)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+        print(f"{n} frames done", file=sys.stderr, flush=True)
+    base = rows[0]["peak_rss_mib"] - rows[0]["stack_mib"]
+    print(
+        f"demo model, {args.cells} cells, frames of {args.size}², precision {rows[0]['precision']}"
+        f"{', fast tracking' if args.fast else ''}, 2 threads\n"
+    )
+    print("| frames | peak RSS MiB | of which the stack | peak without it | vs first | s/frame |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        without = r["peak_rss_mib"] - r["stack_mib"]
+        print(
+            f"| {r['frames']} | {r['peak_rss_mib']:.0f} | {r['stack_mib']:.0f} | {without:.0f} | "
+            f"{without / base - 1:+.1%} | {r['s_per_frame']:.2f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -202,7 +202,7 @@ class VideoEngine:
     # ------------------------------------------------------------------ outputs
     def frame_result(self, session: VideoSession, frame_idx: int) -> FrameResult:
         """Every object's current masks on a frame (after a prompt was cleared or removed)."""
-        is_cond = _pending_is_cond(session, frame_idx)
+        is_cond = session.pending_is_cond(frame_idx)
         return FrameResult(
             frame_idx, session.obj_ids, self._frame_masks(session, frame_idx, is_cond)
         )
@@ -250,7 +250,7 @@ class VideoEngine:
                             out.maskmem_features, pos = encode_output_memory(
                                 self.model, feats, out, binarize=self.options.binarize_mask_from_pts
                             )
-                        _remember_pos_enc(session, pos)
+                        session.remember_pos_enc(pos)
                     obj.bank.add(frame_idx, out, conditioning=is_cond)
                     if self.options.clear_non_cond_mem_around_input:
                         obj.bank.drop_around(frame_idx, self.rules)
@@ -334,7 +334,7 @@ class VideoEngine:
                     )
                     redo = [j for j, t in enumerate(touched) if t]
                 if step.maskmem_pos_enc is not None:
-                    _remember_pos_enc(session, step.maskmem_pos_enc)
+                    session.remember_pos_enc(step.maskmem_pos_enc)
                 for j, (i, _, _) in enumerate(batch):
                     if j in redo:  # it outgrew its window: the full frame, as exact SAM 2
                         full = self._step(session, frame_idx, batch[j][1], run_mem_encoder=True)
@@ -362,21 +362,16 @@ class VideoEngine:
     ) -> tuple[StepResult, list[bool], tuple[Tensor, Tensor]]:
         """Fast tracking of a batch in windows of one side; the frame's empty memory is
         computed for its first batch and handed back for the others."""
-        assert self.options.window is not None and session.maskmem_pos_enc is not None
+        window = self.options.window
+        assert window is not None and session.maskmem_pos_enc is not None
         feats = self.features(session, frame_idx)
         with self._autocast():
             if background is None:
                 background = background_memory(self.model, feats)
             step, touched = windowed_step(
-                self.model,
-                feats,
-                ctx,
-                session.maskmem_pos_enc,
-                windows,
-                background,
-                halo=self.options.window.halo,
-                fill_hole_area=self.options.fill_hole_area,
-            )
+                self.model, feats, ctx, session.maskmem_pos_enc, windows, background,
+                halo=window.halo, fill_hole_area=self.options.fill_hole_area,
+            )  # fmt: skip
         return step, touched, background
 
     # ------------------------------------------------------------------ editing
@@ -403,16 +398,3 @@ class VideoEngine:
         if not need_output:
             return []
         return [(t, self.frame_result(session, t).logits) for t in frames]
-
-
-def _pending_is_cond(session: VideoSession, frame_idx: int) -> bool:
-    """Whether some object's not-yet-encoded prompt on ``frame_idx`` is a conditioning one."""
-    return any(
-        obj.pending[frame_idx][1] for obj in session.objects.values() if frame_idx in obj.pending
-    )
-
-
-def _remember_pos_enc(session: VideoSession, pos: Tensor) -> None:
-    """Keep the first memory's (1, 64, h', w') position encoding: it is the same for all."""
-    if session.maskmem_pos_enc is None:
-        session.maskmem_pos_enc = pos[0:1].clone()

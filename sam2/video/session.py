@@ -99,6 +99,17 @@ class VideoSession:
             self.objects[obj_id] = ObjectState(obj_id)
         return self.objects[obj_id]
 
+    def pending_is_cond(self, frame_idx: int) -> bool:
+        """Whether some object's not-yet-encoded prompt on ``frame_idx`` is a conditioning one."""
+        return any(
+            obj.pending[frame_idx][1] for obj in self.objects.values() if frame_idx in obj.pending
+        )
+
+    def remember_pos_enc(self, pos: Tensor) -> None:
+        """Keep the first memory's (1, 64, h', w') position encoding: it is the same for all."""
+        if self.maskmem_pos_enc is None:
+            self.maskmem_pos_enc = pos[0:1].clone()
+
     def check_frame(self, frame_idx: int) -> int:
         if not 0 <= int(frame_idx) < self.num_frames:
             raise IndexError(

@@ -27,6 +27,9 @@ from sam2.sam2_video_predictor import SAM2VideoPredictor
 from sam2.synthetic import make_tracking_timelapse
 from sam2.video.options import WindowOptions
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from video_predictor import machine  # the sibling benchmark's machine description
+
 WEIGHTS = Path(__file__).resolve().parents[1] / "sam2" / "weights" / "demo_cells.safetensors"
 
 
@@ -121,7 +124,7 @@ def main() -> None:
     print(
         f"demo model at input {args.image_size}, {args.cells} cells, {args.frames} frames of "
         f"{args.size}², seeds "
-        f"{args.seeds}; {torch.get_num_threads()} threads; CPU: {_cpu()}; {bf16_units()[1]}\n"
+        f"{args.seeds}; {torch.get_num_threads()} threads; {machine()}; {bf16_units()[1]}\n"
     )
     print("| run | ran as | s/frame | mask IoU vs one-by-one fp32: mean | worst | IoU with truth |")
     print("|---|---|---:|---:|---:|---:|")
@@ -131,13 +134,6 @@ def main() -> None:
             f"| {name} | {ran[0]} | {np.mean(seconds):.2f} | {a.mean():.4f} | {a.min():.3f} "
             f"| {t.mean():.3f} |"
         )
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 if __name__ == "__main__":

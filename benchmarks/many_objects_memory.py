@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from demo_many_cells import centre_click  # the sibling benchmarks' helpers
+from video_predictor import machine
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "sam2" / "weights" / "demo_cells.safetensors"
 
@@ -26,7 +29,6 @@ WEIGHTS = Path(__file__).resolve().parents[1] / "sam2" / "weights" / "demo_cells
 def worker(cells: int, frames: int, size: int, precision: str, fast: bool) -> dict:
     import numpy as np
     import torch
-    from scipy import ndimage
 
     from sam2.build_sam import build_sam2_video_predictor
     from sam2.synthetic import make_tracking_timelapse
@@ -52,9 +54,8 @@ def worker(cells: int, frames: int, size: int, precision: str, fast: bool) -> di
         predictor = type(predictor)(predictor.model, options, precision=predictor.precision)
     state = predictor.init_state(image)
     for cell in np.unique(first)[1:]:
-        depth = ndimage.distance_transform_edt(first == cell)
-        y, x = np.unravel_index(int(np.argmax(depth)), first.shape)
-        predictor.add_new_points_or_box(state, 0, int(cell), points=[[x, y]], labels=[1])
+        click = centre_click(first == cell)
+        predictor.add_new_points_or_box(state, 0, int(cell), points=click, labels=[1])
     start = time.perf_counter()
     done, before, peak = 0, _rss_mib(), 0.0
     with torch.inference_mode():
@@ -111,7 +112,7 @@ def main() -> None:
     base = rows[0]["peak_tracking_mib"] - rows[0]["stack_mib"]
     from sam2.precision import bf16_units
 
-    print(f"CPU: {platform.processor() or platform.machine()}; {bf16_units()[1]}")
+    print(f"{machine()}; {bf16_units()[1]}")
     print(
         f"demo model, {args.cells} cells, frames of {args.size}², precision {rows[0]['precision']}"
         f"{', fast tracking' if args.fast else ''}, 2 threads\n"

@@ -167,15 +167,9 @@ def test_real_model_tracks_like_the_headless_engine(
     np.testing.assert_array_equal(labels.data[5], seeds[5])
 
     # The widget's model as a video predictor with the video builder's post-processing.
-    video = SAM2VideoPredictor(fast_predictor.model, TrackingOptions.postprocessed())
-    source = sam2_mask_source(
-        video,
-        timelapse.image,
-        entries="none",
-        contrast_limits=tuple(tracking.image.contrast_limits),
+    expected = _headless(
+        tracking, timelapse, seeds, run, fast_predictor, TrackingOptions.postprocessed()
     )
-    expected = track_cells(timelapse.image, seeds, 5, source, run.inputs.params)
-    source.close()
     np.testing.assert_array_equal(labels.data[5:], expected.labels[5:])
     assert run.result is not None and not run.result.stopped
     assert run.result.lineage.to_dict() == expected.lineage.to_dict()
@@ -199,16 +193,30 @@ def test_fast_tracking_checkbox_tracks_like_the_headless_fast_engine(
     tracking.wait()
     assert run.error is None and run.inputs.fast
     options = TrackingOptions.postprocessed(window=WindowOptions())
-    video = SAM2VideoPredictor(fast_predictor.model, options)
+    expected = _headless(tracking, timelapse, seeds, run, fast_predictor, options)
+    np.testing.assert_array_equal(tracking.labels.data[5:], expected.labels[5:])
+
+
+def _headless(
+    tracking: Tracking,
+    timelapse: SyntheticTimelapse,
+    seeds: np.ndarray,
+    run: Any,
+    predictor: Any,
+    options: TrackingOptions,
+) -> Any:
+    """What the headless engine (the CLI's code path) gives from frame 5 with ``options``."""
+    video = SAM2VideoPredictor(predictor.model, options)
     source = sam2_mask_source(
         video,
         timelapse.image,
         entries="none",
         contrast_limits=tuple(tracking.image.contrast_limits),
     )
-    expected = track_cells(timelapse.image, seeds, 5, source, run.inputs.params)
-    source.close()
-    np.testing.assert_array_equal(tracking.labels.data[5:], expected.labels[5:])
+    try:
+        return track_cells(timelapse.image, seeds, 5, source, run.inputs.params)
+    finally:
+        source.close()
 
 
 def test_division_reaches_the_tracks_graph_and_the_list(

@@ -24,7 +24,7 @@ import torch
 from sam2.build_sam import build_sam2_video_predictor
 from sam2.precision import bf16_units
 from sam2.sam2_video_predictor import SAM2VideoPredictor
-from sam2.synthetic import make_tracking_timelapse
+from sam2.synthetic_tracking import make_tracking_timelapse
 from sam2.video.options import WindowOptions
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -31,7 +31,7 @@ def worker(cells: int, frames: int, size: int, precision: str, fast: bool) -> di
     import torch
 
     from sam2.build_sam import build_sam2_video_predictor
-    from sam2.synthetic import make_tracking_timelapse
+    from sam2.synthetic_tracking import make_tracking_timelapse
     from sam2.video.options import WindowOptions
 
     torch.set_num_threads(2)

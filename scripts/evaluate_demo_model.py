@@ -26,7 +26,7 @@ from scipy import ndimage
 from sam2.build_sam import build_sam2, build_sam2_video_predictor
 from sam2.precision import Precision
 from sam2.sam2_image_predictor import SAM2ImagePredictor
-from sam2.synthetic import make_tracking_timelapse
+from sam2.synthetic_tracking import make_tracking_timelapse
 
 CONFIG = "demo-cells"
 

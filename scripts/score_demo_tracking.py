@@ -29,7 +29,7 @@ from napari_sam2.tracking.sources import sam2_mask_source
 from sam2.build_sam import build_model, build_sam2_hf
 from sam2.configs import DEMO_CELLS
 from sam2.hub import DEMO_MODEL_ID
-from sam2.synthetic import make_tracking_timelapse
+from sam2.synthetic_tracking import make_tracking_timelapse
 from tests.tracking.ground_truth import write_gt_folder
 
 METRICS = ["Valid", "DET", "TRA", "LNK", "BC(0)"]

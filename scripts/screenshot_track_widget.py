@@ -23,7 +23,7 @@ import napari
 import numpy as np
 from qtpy.QtWidgets import QApplication
 
-from sam2.synthetic import make_tracking_timelapse
+from sam2.synthetic_tracking import make_tracking_timelapse
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the tests' ground-truth source, without installing tests/

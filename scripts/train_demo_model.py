@@ -23,7 +23,8 @@ import torch
 from sam2.build_sam import build_model
 from sam2.configs import resolve_config
 from sam2.modeling.sam2_model import SAM2Model
-from sam2.synthetic import make_timelapse, make_tracking_timelapse
+from sam2.synthetic import make_timelapse
+from sam2.synthetic_tracking import make_tracking_timelapse
 from sam2.training.augment import NO_AUGMENT
 from sam2.training.data import LabeledStack, StackDataset
 from sam2.training.losses import LossWeights

@@ -3,11 +3,12 @@
 
 ``napari-sam2 track STACK.tif --seeds SEEDS.tif --out DIR`` seeds every object of a labels
 image, follows the cells with SAM 2 through the same engine as the napari widget and writes
-labels, tracks, lineage, measurements and a Cell Tracking Challenge folder;
-``napari-sam2 segment STACK.tif --session S.sam2.json`` redoes a segmentation saved from the
-segment widget; ``napari-sam2 train --images ... --labels ... --out DIR`` fine-tunes a model on
-annotated images (:mod:`napari_sam2.fine_tune`). :func:`~napari_sam2.headless.run_tracking` and
-:func:`~napari_sam2.headless.run_segment` are the same as Python functions.
+labels, tracks, lineage, measurements, a Cell Tracking Challenge folder and a GEFF lineage
+graph; ``napari-sam2 segment STACK.tif --session S.sam2.json`` redoes a segmentation saved
+from the segment widget; ``napari-sam2 train --images ... --labels ... --out DIR`` fine-tunes
+a model on annotated images (:mod:`napari_sam2.fine_tune`).
+:func:`~napari_sam2.headless.run_tracking` and :func:`~napari_sam2.headless.run_segment` are
+the same as Python functions.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
         help="track cells through a time-lapse from seed labels",
         description="Track every object of a seed labels image through a (T, Y, X) stack, "
         "with divisions, cells entering and leaving; writes labels, tracks, lineage, "
-        "measurements and a Cell Tracking Challenge folder.",
+        "measurements, a Cell Tracking Challenge folder and the lineage graph as GEFF "
+        "(lineage.geff).",
     )
     track.add_argument("stack", help="the time-lapse: .tif/.tiff, .npy or .zarr (T, Y, X)")
     track.add_argument(

@@ -4,8 +4,8 @@
 only parses arguments), and so can a notebook or a cluster job: nothing here imports napari,
 Qt or psygnal's Qt side. :func:`run_tracking` follows the cells of a seed image through the same
 engine as the napari widget (:class:`~napari_sam2.tracking.engine.CellTracker`) and writes
-labels, tracks, lineage, measurements and a Cell Tracking Challenge folder;
-:func:`run_segment` replays a session saved from the segment widget
+labels, tracks, lineage, measurements, a Cell Tracking Challenge folder and a GEFF lineage
+graph; :func:`run_segment` replays a session saved from the segment widget
 (:func:`napari_sam2.replay.replay_session`) into a labels TIFF, frame by frame.
 """
 
@@ -28,6 +28,7 @@ from napari_sam2.models import (
     resolve_hub_id,
 )
 from napari_sam2.tracking.engine import CellTracker
+from napari_sam2.tracking.geff_export import check_geff_path
 from napari_sam2.tracking.inputs import check_inputs
 from napari_sam2.tracking.params import TrackingParams
 from napari_sam2.tracking.proposals import EntryDetector
@@ -47,7 +48,15 @@ __all__ = [
     "run_tracking",
 ]
 
-OUTPUTS = ("labels.tif", "tracks.csv", "lineage.csv", "measurements.csv", "ctc", "tracking.json")
+OUTPUTS = (
+    "labels.tif",
+    "tracks.csv",
+    "lineage.csv",
+    "measurements.csv",
+    "ctc",
+    "lineage.geff",
+    "tracking.json",
+)
 
 
 # ---------------------------------------------------------------------------------- inputs
@@ -159,11 +168,12 @@ def run_tracking(
     """Track the cells of ``seeds`` (labels of frame ``seed_frame``) through ``stack``.
 
     Writes ``labels.tif``, ``tracks.csv``, ``lineage.csv``, ``measurements.csv``, a ``ctc``
-    folder and ``tracking.json`` into ``out_dir`` (default: ``<stack>_tracking`` beside the
-    stack). Frames finished before an error or Ctrl-C are written too. ``progress`` is a
-    stream for a one-line progress display (None: silent). ``predictor`` skips loading a
-    model; ``model`` None is :func:`model_choice`'s default. ``fast`` tracks each cell in a
-    window around where it was (``sam2.video.options.WindowOptions``).
+    folder, the lineage graph ``lineage.geff`` (GEFF) and ``tracking.json`` into ``out_dir``
+    (default: ``<stack>_tracking`` beside the stack). Frames finished before an error or
+    Ctrl-C are written too. ``progress`` is a stream for a one-line progress display (None:
+    silent). ``predictor`` skips loading a model; ``model`` None is :func:`model_choice`'s
+    default. ``fast`` tracks each cell in a window around where it was
+    (``sam2.video.options.WindowOptions``).
     """
     import tifffile
 
@@ -220,6 +230,8 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
             f"{out} already holds tracking results ({', '.join(existing)}); choose another "
             "--out folder or pass --overwrite"
         )
+    # a lineage.geff that is not ours is never replaced: say so now, not after the tracking
+    check_geff_path(out / "lineage.geff", overwrite=True)
     if (out / "labels.tif").exists():
         (out / "labels.tif").unlink()
 
@@ -233,6 +245,7 @@ def _write_outputs(
     fast: bool = False,
 ) -> None:
     from napari_sam2.tracking.ctc import write_ctc
+    from napari_sam2.tracking.geff_export import write_geff
     from napari_sam2.tracking.measurements import write_measurements_csv
     from napari_sam2.tracking.tracks import tracks_layer_data
 
@@ -263,6 +276,7 @@ def _write_outputs(
         "lineage": result.lineage.to_dict(),
     }
     (out / "tracking.json").write_text(json.dumps(summary, indent=1))
+    write_geff(out / "lineage.geff", labels, result.lineage, overwrite=True)
 
 
 def _numbers(row: np.ndarray) -> list[Any]:

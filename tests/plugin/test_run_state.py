@@ -17,7 +17,7 @@ from napari_sam2.run_state import RunState
 from napari_sam2.segment import propagation_job
 from napari_sam2.segment.state import SegmentState
 from napari_sam2.tracking.napari.widget import TrackWidget
-from sam2.synthetic import make_tracking_timelapse
+from sam2.synthetic_tracking import make_tracking_timelapse
 from tests.plugin.session import WAIT_MS, Session, on_frame
 from tests.tracking.ground_truth import GatedMaskSource
 

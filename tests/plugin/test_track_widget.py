@@ -8,6 +8,7 @@ tiny model to prove the SAM 2 wiring, one the demo model on the sample time-laps
 from __future__ import annotations
 
 import csv
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,8 @@ from napari_sam2.tracking.napari.controller import TrackingController
 from napari_sam2.tracking.napari.run import TrackingRun
 from napari_sam2.tracking.napari.widget import TrackWidget
 from sam2.sam2_video_predictor import SAM2VideoPredictor
-from sam2.synthetic import SyntheticTimelapse, make_tracking_timelapse
+from sam2.synthetic import SyntheticTimelapse
+from sam2.synthetic_tracking import make_tracking_timelapse
 from sam2.video.options import TrackingOptions
 from tests.plugin.session import WAIT_MS, errors_after
 from tests.tracking.ground_truth import GatedMaskSource, GroundTruthMaskSource
@@ -583,3 +585,46 @@ def test_demo_model_tracks_the_sample_time_lapse(
     assert np.mean(ious) >= 0.75 and np.min(ious) >= 0.4, np.round(ious, 2)
     tracks = widget.controller.tracks_layer
     assert tracks is not None and len(np.unique(tracks.data[:, 0])) >= len(np.unique(truth[0])) - 1
+
+
+def test_a_division_dated_back_relabels_the_layer_and_the_tracks(
+    open_tracking: Callable[..., Tracking],
+) -> None:
+    """With the waist rule off, touching daughters divide when their mask falls apart and the
+    division is dated back to where the mask already held both: the frames in between are
+    relabelled in the output layer and the Tracks layer, exactly as the headless engine does."""
+    from sam2.synthetic_tracking import HardCases
+
+    data = make_tracking_timelapse(
+        n_frames=12,
+        shape=(128, 128),
+        n_cells=3,
+        n_divisions=1,
+        n_entering=0,
+        n_leaving=0,
+        seed=3,
+        hard=HardCases(touching_daughters=True, separate_frames=4),
+    )
+    tracking = open_tracking(data)
+    tracking.follow_ground_truth(data)
+    tracking.widget._waist_spin.setValue(0.0)
+    run = tracking.track()
+    tracking.wait()
+    assert run.error is None and run.inputs.params.division_waist == 0
+    expected = track_cells(
+        data.image, data.labels[0], 0, GroundTruthMaskSource(data), run.inputs.params
+    )
+    (division,) = expected.lineage.divisions.values()
+    undated = track_cells(
+        data.image,
+        data.labels[0],
+        0,
+        GroundTruthMaskSource(data),
+        dataclasses.replace(run.inputs.params, division_lookback=0),
+    )
+    (found,) = undated.lineage.divisions.values()
+    assert division.frame == found.frame - run.inputs.params.division_lookback > DIVISION_FRAME - 1
+    np.testing.assert_array_equal(tracking.labels.data, expected.labels)
+    lineage = tracking.controller.lineage
+    assert lineage is not None and lineage.to_dict() == expected.lineage.to_dict()
+    _assert_tracks_match(tracking)

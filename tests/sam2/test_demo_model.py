@@ -17,7 +17,7 @@ from sam2.configs import DEMO_CELLS
 from sam2.hub import DEMO_MODEL_ID, download_checkpoint, embedded_model_path
 from sam2.sam2_image_predictor import SAM2ImagePredictor
 from sam2.sam2_video_predictor import SAM2VideoPredictor
-from sam2.synthetic import make_tracking_timelapse
+from sam2.synthetic_tracking import make_tracking_timelapse
 
 
 def centre_click(mask: np.ndarray) -> np.ndarray:

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from sam2.synthetic import SyntheticTimelapse, make_tracking_timelapse
+from sam2.synthetic import SyntheticTimelapse
+from sam2.synthetic_tracking import make_tracking_timelapse
 
 if TYPE_CHECKING:
     from sam2.sam2_video_predictor import SAM2VideoPredictor

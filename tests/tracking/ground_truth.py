@@ -152,5 +152,5 @@ def evaluate(ctc_metrics: ModuleType, res: Path, gt: Path) -> dict[str, Any]:
 
     with contextlib.redirect_stdout(io.StringIO()):
         assert validate_sequence(str(res))["Valid"] == 1
-        metrics = ["Valid", "DET", "TRA", "LNK", "BC(0)", "CHOTA", "SEG"]
+        metrics = ["Valid", "DET", "TRA", "LNK", "BC(0)", "BC(1)", "CT", "CHOTA", "SEG"]
         return ctc_metrics.evaluate_sequence(str(res), str(gt), metrics=metrics, threads=1)

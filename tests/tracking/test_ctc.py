@@ -19,7 +19,8 @@ from napari_sam2.tracking import (
     write_ctc,
     write_ctc_labels,
 )
-from sam2.synthetic import SyntheticTimelapse, make_tracking_timelapse
+from sam2.synthetic import SyntheticTimelapse
+from sam2.synthetic_tracking import make_tracking_timelapse
 from tests.tracking.ground_truth import GroundTruthMaskSource, evaluate, write_gt_folder
 
 

@@ -14,7 +14,7 @@ from napari_sam2.tracking import (
     undo_division,
 )
 from napari_sam2.tracking.ctc import ctc_tracks
-from sam2.synthetic import make_tracking_timelapse
+from sam2.synthetic_tracking import make_tracking_timelapse
 from tests.tracking.ground_truth import GroundTruthMaskSource
 
 

@@ -15,7 +15,8 @@ from napari_sam2.tracking import (
     TrackingParams,
     track_cells,
 )
-from sam2.synthetic import SyntheticTimelapse, make_tracking_timelapse
+from sam2.synthetic import SyntheticTimelapse
+from sam2.synthetic_tracking import make_tracking_timelapse
 from tests.tracking.ground_truth import GroundTruthMaskSource, best_match
 
 EVERY_FRAME = TrackingParams(entry_every=1, min_new_area=20)

@@ -7,7 +7,8 @@ import pytest
 from scipy import ndimage
 
 from napari_sam2.tracking.ctc import ctc_tracks
-from sam2.synthetic import make_timelapse, make_tracking_timelapse
+from sam2.synthetic import make_timelapse
+from sam2.synthetic_tracking import make_tracking_timelapse
 
 
 @pytest.mark.parametrize("seed", range(6))

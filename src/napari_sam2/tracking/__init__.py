@@ -31,6 +31,7 @@ from napari_sam2.tracking.lineage import (
     TrackEnded,
     TracksSeen,
     TrackStarted,
+    TrackTrimmed,
 )
 from napari_sam2.tracking.measurements import measure_cells, write_measurements_csv
 from napari_sam2.tracking.params import TrackingParams
@@ -65,6 +66,7 @@ __all__ = [
     "TrackEnded",
     "TrackEvent",
     "TrackStarted",
+    "TrackTrimmed",
     "TrackingError",
     "TrackingParams",
     "TrackingResult",

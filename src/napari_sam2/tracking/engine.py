@@ -28,6 +28,7 @@ from napari_sam2.tracking.lineage import (
     TrackEnded,
     TracksSeen,
     TrackStarted,
+    TrackTrimmed,
 )
 from napari_sam2.tracking.params import TrackingParams
 from napari_sam2.tracking.results import FrameUpdate, TrackEvent, TrackingError, TrackingResult
@@ -44,14 +45,16 @@ class _Followed:
     areas: list[int]  # the last few present areas, newest last
     pieces: int = 1
     absent: int = 0
+    centre: tuple[float, float] | None = None  # (y, x) where it was last seen
 
     @property
     def area(self) -> float:
         """Recent area (mean of the last 3 frames), steadier than one noisy mask."""
         return float(np.mean(self.areas[-3:])) if self.areas else 0.0
 
-    def seen(self, area: int) -> None:
+    def seen(self, mask: np.ndarray, area: int) -> None:
         self.areas = [*self.areas[-2:], area]
+        self.centre = rules.centre(mask)
 
 
 class CellTracker:
@@ -90,6 +93,7 @@ class CellTracker:
         self._last = -1
         self._ran = False
         self._changes: list[LineageEvent] = []  # the frame in progress's lineage events
+        self._recent: dict[int, np.ndarray] = {}  # the last few frames' labels
 
     # ------------------------------------------------------------------ running
     @property
@@ -145,8 +149,10 @@ class CellTracker:
             mask = frame == label
             self._change(TrackStarted(t, label))
             source.add(t, label, mask)
-            pieces = len(rules.sizeable_pieces(mask, self.params))
-            self._followed[label] = _Followed(areas=[int(mask.sum())], pieces=pieces)
+            pieces = len(rules.daughter_pieces(mask, self.params)[0])
+            self._followed[label] = _Followed(
+                areas=[int(mask.sum())], pieces=pieces, centre=rules.centre(mask)
+            )
             self.events.append(TrackEvent("seed", t, label))
         self._write(t, frame)
         return self._update(t, frame, list(self.events))
@@ -158,6 +164,14 @@ class CellTracker:
         present: dict[int, np.ndarray] = {}
         splits: list[tuple[int, tuple[np.ndarray, np.ndarray], DivisionRule]] = []
         shrunk: list[int] = []
+        seen: list[list[np.ndarray]] = []
+
+        def regions() -> list[np.ndarray]:
+            """Every cell-like region of the frame, asked of the source once per frame."""
+            if not seen:
+                seen.append(source.propose(t, np.zeros(self.shape[1:], dtype=bool)))
+            return seen[0]
+
         for track_id, state in self._followed.items():
             mask = masks.get(track_id)
             area = 0 if mask is None else int(np.count_nonzero(mask))
@@ -165,17 +179,27 @@ class CellTracker:
                 state.absent += 1
                 continue
             state.absent = 0
-            pieces = rules.sizeable_pieces(mask, p)  # type: ignore[arg-type]
+            mask = np.asarray(mask, dtype=bool)
+            pieces, rule = rules.daughter_pieces(mask, p)
             if len(pieces) >= 2 and state.pieces < 2:
-                splits.append((track_id, (pieces[0], pieces[1]), "split"))
-                continue
+                verdict = rules.two_cells(pieces, state.area, p)
+                if verdict == "divided" and not rules.whole_cells(pieces, regions(), p):
+                    verdict = "grabbed"  # one piece is a bit of another cell, not a daughter
+                if verdict == "divided":
+                    splits.append((track_id, (pieces[0], pieces[1]), rule))
+                    continue
+                if verdict == "grabbed":  # SAM 2 spilled onto a neighbour: keep our cell
+                    mask = rules.nearest_piece(pieces, state.centre)
+                    source.add(t, track_id, mask)
+                pieces = [mask]
             state.pieces = len(pieces)
-            present[track_id] = np.asarray(mask, dtype=bool)
-            if rules.shrank(area, state.area, present[track_id], p):
+            present[track_id] = mask
+            if rules.shrank(area, state.area, p):
                 shrunk.append(track_id)
         entry_frame = p.entry_every > 0 and (t - self.seed_frame) % p.entry_every == 0
+        missing = [i for i, s in self._followed.items() if s.absent and p.gap_max_distance > 0]
         entries: list[np.ndarray] = []
-        if entry_frame or shrunk:
+        if entry_frame or shrunk or missing:
             covered = np.zeros(self.shape[1:], dtype=bool)
             for mask in present.values():
                 covered |= mask
@@ -192,19 +216,32 @@ class CellTracker:
                 k = rules.find_sister(
                     present[track_id], self._followed[track_id].area, candidates, p
                 )
-                if k is not None:
-                    sister = candidates.pop(k)
+                if k is None:
+                    continue
+                sister = candidates.pop(k)
+                if rules.looks_like_two_cells(present[track_id], sister, p):
                     splits.append((track_id, (present.pop(track_id), sister), "area_drop"))
+                else:  # one cell that SAM 2 covered only in part: give it all back
+                    present[track_id] = present[track_id] | sister
+                    source.add(t, track_id, present[track_id])
+            for track_id in missing:  # a cell back from a gap keeps its track
+                state = self._followed[track_id]
+                k = rules.find_return(state.centre, state.area, candidates, p)
+                if k is not None:
+                    present[track_id] = candidates.pop(k)
+                    state.absent = 0
+                    source.add(t, track_id, present[track_id])
             if entry_frame:
                 entries = candidates
         found += self._exits(source)
         order: list[tuple[int, np.ndarray]] = list(present.items())
+        revised: dict[int, np.ndarray] = {}
         for mother, pair, rule in splits:
             daughters = self.lineage.new_ids(2)
-            self._change(TrackDivided(t, mother, daughters, rule))
+            since = self._divide(t, mother, pair, daughters, rule, revised)
             source.remove(mother)
             del self._followed[mother]
-            found.append(TrackEvent("division", t, mother, daughters, rule))
+            found.append(TrackEvent("division", since, mother, daughters, rule))
             order += list(zip(daughters, pair))
         for mask in entries:
             track_id = self.lineage.next_id()
@@ -214,7 +251,35 @@ class CellTracker:
         frame = self._paint(t, order, source)
         self._write(t, frame)
         self.events += found
-        return self._update(t, frame, found)
+        return self._update(t, frame, found, revised)
+
+    def _divide(
+        self,
+        t: int,
+        mother: int,
+        pair: tuple[np.ndarray, np.ndarray],
+        daughters: tuple[int, ...],
+        rule: DivisionRule,
+        revised: dict[int, np.ndarray],
+    ) -> int:
+        """Record a division seen on ``t``, dated back to where it began (the mother keeps
+        at least her first frame); the frames in between are relabelled. Returns its frame."""
+        first = self.lineage[mother].start + 1
+        recent = [(f, self._recent[f]) for f in range(t - 1, first - 1, -1) if f in self._recent]
+        earlier = rules.look_back(recent, mother, pair, self.params)
+        since = earlier[-1][0] if earlier else t
+        if earlier:
+            self._change(TrackTrimmed(since - 1, mother))
+        self._change(TrackDivided(since, mother, daughters, rule))
+        for f, parts in reversed(earlier):
+            labels = revised.get(f, self._recent[f]).copy()
+            for daughter, part in zip(daughters, parts):
+                labels[part] = daughter
+            self._change(TracksSeen(f, tuple(daughters)))
+            self._recent[f] = revised[f] = labels
+            if self.out is not None:
+                self.out[f] = labels.astype(self.out.dtype, copy=False)
+        return since
 
     def _exits(self, source: MaskSource) -> list[TrackEvent]:
         """End the tracks of objects absent for ``exit_after`` frames."""
@@ -243,7 +308,7 @@ class CellTracker:
                 state.absent += 1
                 continue
             frame[free] = track_id
-            state.seen(area)
+            state.seen(free, area)
             seen.append(track_id)
         if seen:
             self._change(TracksSeen(t, tuple(seen)))
@@ -254,14 +319,23 @@ class CellTracker:
             check_fits(frame, self.out.dtype)
             self.out[t] = frame.astype(self.out.dtype, copy=False)
         self._last = t
+        self._recent[t] = frame  # kept for dating divisions back
+        self._recent.pop(t - self.params.division_lookback - 1, None)
 
-    def _update(self, t: int, frame: np.ndarray, found: list[TrackEvent]) -> FrameUpdate:
+    def _update(
+        self,
+        t: int,
+        frame: np.ndarray,
+        found: list[TrackEvent],
+        revised: dict[int, np.ndarray] | None = None,
+    ) -> FrameUpdate:
         changes, self._changes = tuple(self._changes), []
         return FrameUpdate(
             frame=t,
             labels=frame,
             events=found,
             lineage_events=changes,
+            revised=revised or {},
             n_active=len(self._followed),
             done=t - self.seed_frame + 1,
             total=self.total,

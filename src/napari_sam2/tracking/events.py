@@ -5,33 +5,50 @@ Thresholds come from :class:`~napari_sam2.tracking.params.TrackingParams`.
 
 - **Split division**: a tracked mask falls apart into two sizeable pieces (SAM 2 keeps
   following both daughters of a mother it was prompted with, as one object).
+- **Waist division**: a tracked mask has two lobes joined by a narrow waist (the daughters
+  still touch; :mod:`.lobes`), so the division is dated when it becomes visible, not when the
+  daughters have drifted apart.
 - **Area-drop division**: the mask shrinks to about half while an untracked region of the
   right size appears right next to it (SAM 2 kept one daughter and lost the other).
 - **Entry**: a proposed region that no tracked object covers becomes a new object.
 - **Exit**: an object absent (empty mask) for ``exit_after`` frames in a row ends its track.
+- **Gap closing**: before that, a region appearing where a missing cell was is that cell back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
+from typing import Literal
 
 import numpy as np
 
+from napari_sam2.tracking.lineage import DivisionRule
+from napari_sam2.tracking.lobes import two_lobes
 from napari_sam2.tracking.params import TrackingParams
 
 __all__ = [
     "bounding_box",
+    "centre",
+    "daughter_pieces",
+    "find_return",
     "find_sister",
     "gap_between",
     "largest_piece",
+    "look_back",
+    "looks_like_two_cells",
+    "nearest_piece",
     "new_object_masks",
     "shrank",
     "sizeable_pieces",
     "split_daughters",
     "touches_border",
+    "two_cells",
+    "whole_cells",
 ]
 
 _EIGHT = np.ones((3, 3), dtype=bool)  # pieces touching at a corner are one piece
+_ONE_CELL = 0.97  # a waist ratio above this is a convex blob: one cell (see lobes.waist_ratio)
 
 
 def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, slice] | None:
@@ -122,9 +139,154 @@ def touches_border(mask: np.ndarray) -> bool:
     return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
 
 
-def shrank(area: int, previous_area: float, mask: np.ndarray, params: TrackingParams) -> bool:
-    """An area drop that may be a division (cells shrinking at the border are leaving)."""
-    return area < params.division_area_drop * previous_area and not touches_border(mask)
+def shrank(area: int, previous_area: float, params: TrackingParams) -> bool:
+    """An area drop that may be a division. At the border too: a cell dividing there is as
+    much a division, and a cell leaving the frame shrinks without a sister to find."""
+    return area < params.division_area_drop * previous_area
+
+
+def daughter_pieces(
+    mask: np.ndarray, params: TrackingParams
+) -> tuple[list[np.ndarray], DivisionRule]:
+    """The daughters a mask holds and the rule that sees them: its sizeable pieces
+    (``split``), else the two lobes on either side of a narrow waist (``waist``)."""
+    pieces = sizeable_pieces(mask, params)
+    if len(pieces) < 2:
+        lobes = two_lobes(mask, params)
+        if lobes is not None:
+            return list(lobes), "waist"
+    return pieces, "split"
+
+
+def two_cells(
+    pieces: Sequence[np.ndarray], recent_area: float, params: TrackingParams
+) -> Literal["divided", "grabbed", "unsure"]:
+    """What a mask seen as two daughters is, from its area against the cell's recent area.
+
+    A dividing cell's daughters together cover about the mother (within
+    ``division_area_tolerance``): ``divided``. Much more is a mask that spilled onto a
+    neighbouring cell (SAM 2 does that when cells touch): ``grabbed``. Much less: ``unsure``
+    (a frayed mask), neither a division nor a reason to cut.
+    """
+    total = int(np.count_nonzero(pieces[0] | pieces[1])) / max(recent_area, 1.0)
+    if total > 1.0 + params.division_area_tolerance:
+        return "grabbed"
+    if total < 1.0 - params.division_area_tolerance:
+        return "unsure"
+    return "divided"
+
+
+def nearest_piece(
+    pieces: Sequence[np.ndarray], last_centre: tuple[float, float] | None
+) -> np.ndarray:
+    """The piece whose centre is nearest to where the cell was (the largest if unknown)."""
+    if last_centre is None:
+        return pieces[0]
+
+    def distance(piece: np.ndarray) -> float:
+        here = centre(piece)
+        assert here is not None
+        return float(np.hypot(here[0] - last_centre[0], here[1] - last_centre[1]))
+
+    return min(pieces, key=distance)
+
+
+def looks_like_two_cells(a: np.ndarray, b: np.ndarray, params: TrackingParams) -> bool:
+    """Whether a cell's shrunken mask ``a`` and its would-be sister ``b`` together look like
+    two cells: two pieces, or any waist at all, once a seam between them (up to
+    ``division_max_gap`` pixels) is bridged. A cell that SAM 2 covered only in part, with the
+    rest found as a "sister", joins into one convex cell instead. (The area drop and the
+    sister's size are strong evidence already, so only a convex whole is refused.)"""
+    from scipy import ndimage
+
+    whole = a | b
+    gap = gap_between(a, b, params.division_max_gap)
+    if 0 < gap < float("inf"):
+        box = bounding_box(whole, margin=2)
+        assert box is not None
+        reach = int(np.ceil(gap))
+        near_a = ndimage.binary_dilation(a[box], structure=_EIGHT, iterations=reach)
+        near_b = ndimage.binary_dilation(b[box], structure=_EIGHT, iterations=reach)
+        whole = whole.copy()
+        whole[box] |= near_a & near_b
+    any_waist = replace(params, division_waist=max(params.division_waist, _ONE_CELL))
+    return len(daughter_pieces(whole, any_waist)[0]) >= 2
+
+
+def whole_cells(
+    pieces: Sequence[np.ndarray], regions: Sequence[np.ndarray], params: TrackingParams
+) -> bool:
+    """Whether two daughter pieces are whole cells of the image, not a cell plus a bit of its
+    neighbour (SAM 2 spilling over): the region (of the source's proposals) that each piece
+    overlaps most must be covered by the two pieces for at least ``division_min_coverage``.
+    With no regions to compare against, every split counts."""
+    if not regions or params.division_min_coverage <= 0:
+        return True
+    pair = pieces[0] | pieces[1]
+    for piece in pieces[:2]:
+        overlaps = [int(np.count_nonzero(region & piece)) for region in regions]
+        best = int(np.argmax(overlaps))
+        if overlaps[best] == 0:
+            return False
+        region = regions[best]
+        covered = int(np.count_nonzero(region & pair)) / max(int(np.count_nonzero(region)), 1)
+        if covered < params.division_min_coverage:
+            return False
+    return True
+
+
+def look_back(
+    recent: Sequence[tuple[int, np.ndarray]],
+    mother: int,
+    daughters: tuple[np.ndarray, np.ndarray],
+    params: TrackingParams,
+) -> list[tuple[int, tuple[np.ndarray, np.ndarray]]]:
+    """Where a division found now really began: walking back over ``recent`` frames (frame,
+    labels; newest first, at most ``division_lookback``), each frame on which the mother's
+    mask, cut between the daughters of the frame after it, already looks like two cells
+    (:func:`looks_like_two_cells`). Returns those frames with the cut, newest first; empty
+    when the division is visible first where it was found."""
+    from napari_sam2.tracking.lobes import split_between
+
+    found: list[tuple[int, tuple[np.ndarray, np.ndarray]]] = []
+    later = daughters
+    for frame_idx, labels in list(recent)[: params.division_lookback]:
+        parts = split_between(labels == mother, later[0], later[1], params)
+        if parts is None or not looks_like_two_cells(parts[0], parts[1], params):
+            break
+        found.append((frame_idx, parts))
+        later = parts
+    return found
+
+
+def centre(mask: np.ndarray) -> tuple[float, float] | None:
+    """The (y, x) centroid of a mask; None if empty."""
+    ys, xs = np.nonzero(mask)
+    return (float(ys.mean()), float(xs.mean())) if len(ys) else None
+
+
+def find_return(
+    last_centre: tuple[float, float] | None,
+    last_area: float,
+    candidates: Sequence[np.ndarray],
+    params: TrackingParams,
+) -> int | None:
+    """Index of the candidate region that is a missing cell coming back: its centre within
+    ``gap_max_distance`` of where the cell was last seen and its area between half and twice
+    the cell's; the nearest such candidate wins."""
+    if last_centre is None or params.gap_max_distance <= 0:
+        return None
+    best: tuple[float, int] | None = None
+    for index, candidate in enumerate(candidates):
+        area = int(np.count_nonzero(candidate))
+        if not 0.5 * last_area <= area <= 2.0 * last_area:
+            continue
+        here = centre(candidate)
+        assert here is not None
+        distance = float(np.hypot(here[0] - last_centre[0], here[1] - last_centre[1]))
+        if distance <= params.gap_max_distance and (best is None or distance < best[0]):
+            best = (distance, index)
+    return None if best is None else best[1]
 
 
 def gap_between(a: np.ndarray, b: np.ndarray, limit: float) -> float:

@@ -27,10 +27,11 @@ __all__ = [
     "TrackDivided",
     "TrackEnded",
     "TrackStarted",
+    "TrackTrimmed",
     "TracksSeen",
 ]
 
-DivisionRule = Literal["split", "area_drop", "manual"]
+DivisionRule = Literal["split", "waist", "area_drop", "manual"]
 
 
 @dataclass
@@ -52,7 +53,8 @@ class Track:
 class Division:
     """A mother track that ends where its daughters (starting on ``frame``) begin.
 
-    ``rule`` says what found it (``split``: the mask fell apart; ``area_drop``: it halved while
+    ``rule`` says what found it (``split``: the mask fell apart; ``waist``: it showed two lobes
+    joined by a narrow waist; ``area_drop``: it halved while
     a sister appeared; ``manual``: a person said so). Automatic divisions start unconfirmed so
     a reviewer can step through them.
     """
@@ -90,6 +92,15 @@ class TrackEnded:
 
 
 @dataclass(frozen=True)
+class TrackTrimmed:
+    """``track_id`` now ends on ``frame``: its later frames were given to its daughters (a
+    division found late and dated back to where it began)."""
+
+    frame: int
+    track_id: int
+
+
+@dataclass(frozen=True)
 class TrackDivided:
     """``mother`` (absent on ``frame``) divides into ``daughters``, which start on ``frame``."""
 
@@ -100,7 +111,7 @@ class TrackDivided:
 
 
 #: One change to a lineage, in the order the tracker made it.
-LineageEvent = TrackStarted | TracksSeen | TrackEnded | TrackDivided
+LineageEvent = TrackStarted | TracksSeen | TrackEnded | TrackTrimmed | TrackDivided
 
 
 class Lineage:
@@ -130,6 +141,8 @@ class Lineage:
                     self.mark_present(track_id, frame)
             case TrackEnded(_, track_id):
                 self.close(track_id)
+            case TrackTrimmed(frame, track_id):
+                self.tracks[track_id].end = int(frame)
             case TrackDivided(frame, mother, daughters, rule):
                 self._divide(mother, frame, daughters, rule)
             case _:

@@ -21,13 +21,28 @@ class TrackingParams:
         min_area: a mask smaller than this counts as "object absent" (SAM 2 hands out an empty
             mask when its object score is below zero, so empty and tiny masks mean the same).
         exit_after: frames in a row an object may be absent before its track ends; the track
-            ends on its last present frame. Shorter absences leave a gap (split on CTC export).
+            ends on its last present frame. Shorter absences are gaps (a cell out of focus, a
+            missed mask): the cell keeps its track, which CTC export continues under a new
+            label whose parent is the label before the gap.
+        gap_max_distance: while a cell is missing, a new region whose centre lies within this
+            many pixels of where it was last seen (and of about its area) is that cell coming
+            back, not a new one; 0 turns this off.
         division_min_fraction: a mask splits into daughters when its two largest connected
             pieces each hold at least this fraction of its area (and ``min_area`` pixels).
         division_neck: a mask also splits when eroding it by this many pixels cuts it in two
             sizeable pieces (daughters still joined by a thin bridge); 0 turns this off.
+        division_waist: a mask also splits when it has two sizeable lobes whose waist is
+            narrower than this fraction of the smaller lobe's thickness (touching daughters,
+            which SAM 2 follows as one object); 0 turns this off (see :mod:`.lobes`).
+        division_min_coverage: each daughter of a split must lie on a cell-like region of
+            the frame (the entry detector's) that the daughters cover at least this much; a
+            piece on a sliver of a neighbour is SAM 2 spilling over, and the mask is cut
+            back to the cell it follows. 0 turns the check off.
+        division_lookback: a division found on frame t is dated back to the earliest of the
+            previous this-many frames on which the mother's mask already held both daughters
+            (cut between them, any waist); those frames are relabelled. 0 turns this off.
         division_area_drop: a mask whose area falls below this fraction of its previous area
-            (and does not touch the border) is checked for a sister cell nearby.
+            is checked for a sister cell nearby (at the border too: a leaving cell has none).
         division_max_gap: the largest distance in pixels between a shrunken cell and a new
             neighbour for the pair to count as daughters.
         division_area_tolerance: the daughters' summed area must lie within this relative
@@ -41,9 +56,13 @@ class TrackingParams:
     """
 
     min_area: int = 10
-    exit_after: int = 2
+    exit_after: int = 3
+    gap_max_distance: float = 15.0
     division_min_fraction: float = 0.2
     division_neck: int = 1
+    division_waist: float = 0.9
+    division_min_coverage: float = 0.5
+    division_lookback: int = 2
     division_area_drop: float = 0.8
     division_max_gap: float = 4.0
     division_area_tolerance: float = 0.5
@@ -63,6 +82,10 @@ class TrackingParams:
         need(self.exit_after >= 1, "exit_after", "at least 1 frame")
         need(0 < self.division_min_fraction <= 0.5, "division_min_fraction", "in (0, 0.5]")
         need(self.division_neck >= 0, "division_neck", "≥ 0 pixels")
+        need(0 <= self.division_waist < 1, "division_waist", "in [0, 1) (0 turns it off)")
+        need(self.division_lookback >= 0, "division_lookback", "≥ 0 frames")
+        need(0 <= self.division_min_coverage <= 1, "division_min_coverage", "in [0, 1]")
+        need(self.gap_max_distance >= 0, "gap_max_distance", "≥ 0 pixels (0 turns it off)")
         need(0 < self.division_area_drop < 1, "division_area_drop", "in (0, 1)")
         need(self.division_max_gap >= 0, "division_max_gap", "≥ 0 pixels")
         need(self.division_area_tolerance >= 0, "division_area_tolerance", "≥ 0")

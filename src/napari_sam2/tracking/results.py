@@ -47,6 +47,8 @@ class FrameUpdate:
     n_active: int  # objects followed after this frame
     done: int  # frames finished so far (the seed frame counts)
     total: int  # frames this run will finish
+    #: earlier frames this step rewrote (a division dated back): frame -> its (Y, X) labels
+    revised: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from qtpy.QtCore import QEvent
 from qtpy.QtGui import QCloseEvent
-from qtpy.QtWidgets import QFormLayout, QGroupBox, QHBoxLayout, QSpinBox, QWidget
+from qtpy.QtWidgets import (
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QSpinBox,
+    QWidget,
+)
 
 __all__ = ["DockWidget", "form_box", "row", "spin_box"]
 
@@ -58,6 +65,19 @@ def form_box(title: str, *rows: tuple[str, QWidget] | QWidget) -> QGroupBox:
         else:
             form.addRow(entry)
     return box
+
+
+def fraction_box(
+    low: float, high: float, value: float, prefix: str = "", suffix: str = "", step: float = 0.05
+) -> QDoubleSpinBox:
+    """A spin box for a fraction from ``low`` to ``high`` showing ``value``."""
+    spin = QDoubleSpinBox()
+    spin.setRange(low, high)
+    spin.setSingleStep(step)
+    spin.setValue(value)
+    spin.setPrefix(prefix)
+    spin.setSuffix(suffix)
+    return spin
 
 
 def spin_box(low: int, high: int, value: int, suffix: str = "", prefix: str = "") -> QSpinBox:

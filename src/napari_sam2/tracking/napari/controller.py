@@ -137,6 +137,8 @@ class TrackingController:
         run = self.run
         if run is None or self._tracks is None:
             return
+        for frame, labels in update.revised.items():
+            self._tracks.add_frame(frame, labels, run.lineage)
         self._tracks.add_frame(update.frame, update.labels, run.lineage)
         if any(isinstance(e, TrackDivided) for e in update.lineage_events):
             self.lineage_changed.emit()
@@ -248,6 +250,33 @@ class TrackingController:
             show_error(f"Could not export the CTC folder: {exc}")
             return
         self.state.status = f"saved {len(tracks)} CTC track(s) to {folder}"
+
+    def export_geff(self, path: str | Path, overwrite: bool = False) -> None:
+        """Write the lineage as a GEFF graph: a node per cell and frame, edges along tracks.
+
+        Raises FileExistsError when ``path`` already holds a GEFF store and not ``overwrite``;
+        anything else at ``path`` is never replaced, so that is an error notification.
+        """
+        from napari_sam2.tracking.geff_export import NotOurGeffError, write_geff
+
+        editable = self._editable()
+        if editable is None:
+            return
+        lineage, labels = editable
+        try:
+            summary = write_geff(path, labels.data, lineage, overwrite=overwrite)
+        except NotOurGeffError as exc:
+            show_error(f"Could not export the GEFF lineage: {exc}")
+            return
+        except FileExistsError:
+            raise
+        except (ValueError, OSError) as exc:
+            show_error(f"Could not export the GEFF lineage: {exc}")
+            return
+        self.state.status = (
+            f"saved {summary.nodes} node(s) and {summary.edges} edge(s) of {summary.tracks} "
+            f"track(s) as GEFF to {path}"
+        )
 
     def export_measurements(self, path: str | Path) -> None:
         """Area, centroid and mean intensity of every cell on every frame, as CSV."""

@@ -124,6 +124,8 @@ class TrackingRun(LayerJob[FrameUpdate]):
 
     def write(self, update: FrameUpdate) -> Written:
         check_fits(update.labels, self.labels.data.dtype)
+        for frame, labels in update.revised.items():  # a division dated back
+            self.labels.data[frame] = labels
         self.labels.data[update.frame] = update.labels
         self.labels.refresh()
         self.lineage.apply_all(update.lineage_events)

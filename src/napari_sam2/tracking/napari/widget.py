@@ -18,7 +18,6 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QGroupBox,
     QLabel,
@@ -37,7 +36,7 @@ from napari_sam2.tracking.napari.inputs import check_image
 from napari_sam2.tracking.params import TrackingParams
 from napari_sam2.tracking.proposals import EntryDetector
 from napari_sam2.widgets._layer_combo import LayerCombo
-from napari_sam2.widgets._layout import DockWidget, form_box, row, spin_box
+from napari_sam2.widgets._layout import DockWidget, form_box, fraction_box, row, spin_box
 from napari_sam2.widgets._model_controls import ModelControls
 
 if TYPE_CHECKING:
@@ -83,6 +82,8 @@ class TrackWidget(DockWidget):
         divisions_box = self._build_divisions_box()
         self._export_ctc_button = QPushButton("Export CTC…")
         self._export_ctc_button.setToolTip("mask###.tif + res_track.txt (Cell Tracking Challenge)")
+        self._export_geff_button = QPushButton("Export GEFF…")
+        self._export_geff_button.setToolTip("Lineage graph (GEFF zarr): a node per cell and frame")
         self._measure_button = QPushButton("Measurements CSV…")
         self._measure_button.setToolTip("Area, centroid, mean intensity per cell and frame")
 
@@ -92,7 +93,8 @@ class TrackWidget(DockWidget):
         layout.addWidget(row(self._track_button, self._stop_button))
         layout.addWidget(self._status_label)
         layout.addWidget(divisions_box)
-        layout.addWidget(row(self._export_ctc_button, self._measure_button))
+        layout.addWidget(row(self._export_ctc_button, self._export_geff_button))
+        layout.addWidget(self._measure_button)
         layout.addStretch(1)
         self._connect()
 
@@ -127,16 +129,21 @@ class TrackWidget(DockWidget):
         self._entry_every_spin = spin_box(1, 1000, max(defaults.entry_every, 1), " frame(s)")
         self._entry_every_spin.setToolTip("Look for new cells on every K-th frame")
         self._exit_after_spin = spin_box(1, 1000, defaults.exit_after, " frame(s) missing")
-        self._exit_after_spin.setToolTip("A cell missing this many frames in a row has left")
-        self._division_spin = QDoubleSpinBox()
-        self._division_spin.setRange(0.05, 0.5)
-        self._division_spin.setSingleStep(0.05)
-        self._division_spin.setValue(defaults.division_min_fraction)
-        self._division_spin.setPrefix("each piece ≥ ")
-        self._division_spin.setSuffix(" of the cell")
+        self._exit_after_spin.setToolTip(
+            "A cell missing this many frames in a row has left; shorter gaps keep its track"
+        )
+        self._division_spin = fraction_box(
+            0.05, 0.5, defaults.division_min_fraction, "each piece ≥ ", " of the cell"
+        )
         self._division_spin.setToolTip(
             "A mask splits into daughters when each of its two largest pieces holds at least "
             "this fraction of its area"
+        )
+        self._waist_spin = fraction_box(0.0, 0.99, defaults.division_waist, "waist < ")
+        self._waist_spin.setSpecialValueText("off")
+        self._waist_spin.setToolTip(
+            "Touching daughters: a mask with two lobes whose waist is narrower than this "
+            "fraction of the smaller lobe divides (0: only masks that fall apart)"
         )
         self._min_area_spin = spin_box(1, 10**6, defaults.min_area, " px")
         self._min_area_spin.setToolTip("Smaller masks count as 'cell absent'")
@@ -151,6 +158,7 @@ class TrackWidget(DockWidget):
             ("Look every", self._entry_every_spin),
             ("Exit when", self._exit_after_spin),
             ("Division", self._division_spin),
+            ("", self._waist_spin),
             ("Min cell area", self._min_area_spin),
             ("Fast", self._fast_check),
         )
@@ -189,6 +197,7 @@ class TrackWidget(DockWidget):
         self._undo_button.clicked.connect(self._on_undo)
         self._add_division_button.clicked.connect(self._on_add_division)
         self._export_ctc_button.clicked.connect(lambda: self._on_export_ctc())
+        self._export_geff_button.clicked.connect(lambda: self._on_export_geff())
         self._measure_button.clicked.connect(lambda: self._on_measurements())
 
     # ------------------------------------------------------------------ model
@@ -241,6 +250,7 @@ class TrackWidget(DockWidget):
             entry_every=0 if entries == "none" else self._entry_every_spin.value(),
             exit_after=self._exit_after_spin.value(),
             division_min_fraction=round(self._division_spin.value(), 3),
+            division_waist=round(self._waist_spin.value(), 3),
             min_area=self._min_area_spin.value(),
         )
         return params, entries
@@ -304,6 +314,7 @@ class TrackWidget(DockWidget):
         self._undo_button.setEnabled(chosen)
         self._add_division_button.setEnabled(has_result)
         self._export_ctc_button.setEnabled(has_result)
+        self._export_geff_button.setEnabled(has_result)
         self._measure_button.setEnabled(has_result)
 
     def _on_division_selected(self, row: int) -> None:
@@ -350,6 +361,20 @@ class TrackWidget(DockWidget):
             answer = QMessageBox.question(self, "Replace CTC result?", f"{exc}\n\nReplace it?")
             if answer == QMessageBox.StandardButton.Yes:
                 self._controller.export_ctc(folder, overwrite=True)
+
+    def _on_export_geff(self, path: str | None = None) -> None:
+        if not path:
+            path, _ = QFileDialog.getSaveFileName(
+                self, "Export the lineage as GEFF", "lineage.geff"
+            )
+        if not path:
+            return
+        try:
+            self._controller.export_geff(path)
+        except FileExistsError as exc:
+            answer = QMessageBox.question(self, "Replace GEFF store?", f"{exc}\n\nReplace it?")
+            if answer == QMessageBox.StandardButton.Yes:
+                self._controller.export_geff(path, overwrite=True)
 
     def _on_measurements(self, path: str | None = None) -> None:
         if not path:

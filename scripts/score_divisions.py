@@ -37,6 +37,7 @@ from tests.tracking.ground_truth import GroundTruthMaskSource, write_gt_folder
 METRICS = ["Valid", "TRA", "BC(0)", "BC(1)", "BC(2)", "BC(3)", "CT"]
 
 CASES = {
+    "plain": HardCases(),
     "touching": HardCases(touching_daughters=True),
     "unequal": HardCases(touching_daughters=True, daughter_size_ratio=0.7),
     "border": HardCases(touching_daughters=True, border_divisions=2),

@@ -219,7 +219,7 @@ class CellTracker:
                 if k is None:
                     continue
                 sister = candidates.pop(k)
-                if rules.looks_like_two_cells(present[track_id], sister, p):
+                if not rules.same_cell(present[track_id], sister, regions(), p):
                     splits.append((track_id, (present.pop(track_id), sister), "area_drop"))
                 else:  # one cell that SAM 2 covered only in part: give it all back
                     present[track_id] = present[track_id] | sister

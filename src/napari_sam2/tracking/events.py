@@ -39,6 +39,7 @@ __all__ = [
     "looks_like_two_cells",
     "nearest_piece",
     "new_object_masks",
+    "same_cell",
     "shrank",
     "sizeable_pieces",
     "split_daughters",
@@ -213,26 +214,54 @@ def looks_like_two_cells(a: np.ndarray, b: np.ndarray, params: TrackingParams) -
     return len(daughter_pieces(whole, any_waist)[0]) >= 2
 
 
+def _best_region(mask: np.ndarray, regions: Sequence[np.ndarray]) -> int | None:
+    """Index of the region that overlaps ``mask`` most (None: it overlaps none)."""
+    overlaps = [int(np.count_nonzero(region & mask)) for region in regions]
+    best = int(np.argmax(overlaps)) if overlaps else 0
+    return best if overlaps and overlaps[best] else None
+
+
+def _one_cell(region: np.ndarray, params: TrackingParams) -> bool:
+    """A region of the frame that is one convex cell: no second piece, not even a waist."""
+    any_waist = replace(params, division_waist=max(params.division_waist, _ONE_CELL))
+    return len(daughter_pieces(region, any_waist)[0]) < 2
+
+
 def whole_cells(
     pieces: Sequence[np.ndarray], regions: Sequence[np.ndarray], params: TrackingParams
 ) -> bool:
     """Whether two daughter pieces are whole cells of the image, not a cell plus a bit of its
-    neighbour (SAM 2 spilling over): the region (of the source's proposals) that each piece
-    overlaps most must be covered by the two pieces for at least ``division_min_coverage``.
-    With no regions to compare against, every split counts."""
+    neighbour (SAM 2 spilling over) nor one cell's mask torn in two: the region (of the
+    source's proposals) that each piece overlaps most must be covered by the two pieces for
+    at least ``division_min_coverage``, and if both lie on the same region, that region must
+    itself show two cells (touching daughters do; one round cell does not). With no regions
+    to compare against, every split counts."""
     if not regions or params.division_min_coverage <= 0:
         return True
     pair = pieces[0] | pieces[1]
-    for piece in pieces[:2]:
-        overlaps = [int(np.count_nonzero(region & piece)) for region in regions]
-        best = int(np.argmax(overlaps))
-        if overlaps[best] == 0:
+    best = [_best_region(piece, regions) for piece in pieces[:2]]
+    for index in best:
+        if index is None:
             return False
-        region = regions[best]
+        region = regions[index]
         covered = int(np.count_nonzero(region & pair)) / max(int(np.count_nonzero(region)), 1)
         if covered < params.division_min_coverage:
             return False
-    return True
+    return not (best[0] == best[1] and _one_cell(regions[best[0]], params))  # type: ignore[index]
+
+
+def same_cell(
+    mask: np.ndarray, sister: np.ndarray, regions: Sequence[np.ndarray], params: TrackingParams
+) -> bool:
+    """Whether a shrunken cell's would-be sister is the rest of the same cell: both lie on one
+    region of the frame that is one convex cell (SAM 2 covered only part of it). Without
+    regions, the two masks themselves must join into one convex cell."""
+    index = _best_region(mask, regions) if regions else None
+    if index is None:
+        return not looks_like_two_cells(mask, sister, params)
+    region = regions[index]
+    on_it = int(np.count_nonzero(region & sister)) >= 0.5 * int(np.count_nonzero(sister))
+    return on_it and _one_cell(region, params)
 
 
 def look_back(

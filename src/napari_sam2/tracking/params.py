@@ -36,8 +36,9 @@ class TrackingParams:
             which SAM 2 follows as one object); 0 turns this off (see :mod:`.lobes`).
         division_min_coverage: each daughter of a split must lie on a cell-like region of
             the frame (the entry detector's) that the daughters cover at least this much; a
-            piece on a sliver of a neighbour is SAM 2 spilling over, and the mask is cut
-            back to the cell it follows. 0 turns the check off.
+            piece on a sliver of a neighbour is SAM 2 spilling over, and two pieces on one
+            round cell are a torn mask: either way the mask is cut back to the piece where
+            the cell was. 0 turns the check off.
         division_lookback: a division found on frame t is dated back to the earliest of the
             previous this-many frames on which the mother's mask already held both daughters
             (cut between them, any waist); those frames are relabelled. 0 turns this off.
@@ -61,7 +62,7 @@ class TrackingParams:
     division_min_fraction: float = 0.2
     division_neck: int = 1
     division_waist: float = 0.9
-    division_min_coverage: float = 0.5
+    division_min_coverage: float = 0.7
     division_lookback: int = 2
     division_area_drop: float = 0.8
     division_max_gap: float = 4.0

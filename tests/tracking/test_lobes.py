@@ -12,6 +12,7 @@ from napari_sam2.tracking.events import (
     find_return,
     looks_like_two_cells,
     nearest_piece,
+    same_cell,
     two_cells,
     whole_cells,
 )
@@ -121,3 +122,22 @@ def test_a_cell_back_from_a_gap_is_found_near_where_it_was() -> None:
     assert find_return((30.0, 40.0), area, [far], P) is None
     assert find_return((30.0, 40.0), area, [near], TrackingParams(gap_max_distance=0)) is None
     assert find_return(None, area, [near], P) is None
+
+
+def test_two_pieces_of_one_round_cell_are_a_torn_mask() -> None:
+    """Both pieces on one region: a division only if that region shows two cells itself."""
+    cell = disk(30, 40, 9)
+    top, bottom = cell & (np.arange(64)[:, None] < 29), cell & (np.arange(64)[:, None] > 31)
+    assert not whole_cells([top, bottom], [cell], P)
+    a, b = disk(30, 40, 8), disk(30, 40 + 0.85 * 16, 8)
+    assert whole_cells(list(two_lobes(a | b, P) or ()), [a | b], P)
+
+
+def test_a_sister_on_the_same_round_cell_is_the_rest_of_it() -> None:
+    cell = disk(30, 40, 9)
+    half, rest = cell & (np.arange(96)[None, :] < 40), cell & (np.arange(96)[None, :] > 41)
+    assert same_cell(half, rest, [cell], P)
+    a, b = disk(30, 30, 8), disk(30, 30 + 0.85 * 16, 8) & ~disk(30, 30, 8)
+    assert not same_cell(a, b, [a | b], P)  # touching daughters: the region has a waist
+    assert not same_cell(a, disk(30, 60, 8), [a, disk(30, 60, 8)], P)  # a separate cell
+    assert same_cell(half, rest, [], P)  # no regions: the two masks join into one cell

@@ -8,7 +8,8 @@ graph; ``napari-sam2 segment STACK.tif --session S.sam2.json`` redoes a segmenta
 from the segment widget; ``napari-sam2 train --images ... --labels ... --out DIR`` fine-tunes
 a model on annotated images (:mod:`napari_sam2.fine_tune`).
 :func:`~napari_sam2.headless.run_tracking` and :func:`~napari_sam2.headless.run_segment` are
-the same as Python functions.
+the same as Python functions. Errors end a command with one line, never a traceback, and an
+exit status that says whether anything was kept (:data:`EXIT_CODES`, printed by ``--help``).
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from napari_sam2.headless import (
     run_tracking,
 )
 from napari_sam2.models import DEFAULT_MODEL, DEMO_MODEL, ModelChoice
+from napari_sam2.safe_files import RunFailedError
 from napari_sam2.tracking.params import TrackingParams
 from napari_sam2.tracking.proposals import ENTRY_DETECTORS
 from napari_sam2.tracking.results import TrackingError
+from sam2.hub import CheckpointDownloadError
 from sam2.precision import PRECISION_CHOICES
 
 __all__ = [
@@ -44,9 +47,33 @@ __all__ = [
 ]
 
 
+EXIT_CODES = """\
+exit status:
+  0    done: every output is complete
+  1    the run failed (tracking error, model download, writing results): frames finished
+       are kept under *.partial.* names (labels.partial.tif, tracking.partial.json says why)
+  2    bad input or options (missing or damaged file, shapes that do not fit, an output
+       that would replace an input or earlier results): nothing was written
+  130  interrupted (Ctrl-C): frames finished are kept under *.partial.* names
+errors are one line on stderr: "napari-sam2: error: ..."; outputs are written under
+temporary names and renamed into place when complete, and inputs are only ever read."""
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's wrapping for descriptions, but the exit status table keeps its lines."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("exit status:"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="napari-sam2", description="SAM 2 for microscopy, without the viewer."
+        prog="napari-sam2",
+        description="SAM 2 for microscopy, without the viewer.",
+        epilog=EXIT_CODES,
+        formatter_class=_HelpFormatter,
     )
     commands = parser.add_subparsers(dest="command")
     track = commands.add_parser(
@@ -56,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
         "with divisions, cells entering and leaving; writes labels, tracks, lineage, "
         "measurements, a Cell Tracking Challenge folder and the lineage graph as GEFF "
         "(lineage.geff).",
+        epilog=EXIT_CODES,
+        formatter_class=_HelpFormatter,
     )
     track.add_argument("stack", help="the time-lapse: .tif/.tiff, .npy or .zarr (T, Y, X)")
     track.add_argument(
@@ -104,6 +133,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Replay the prompts of a session saved with 'Save session…' on the stack "
         "it was made for: every prompted position is propagated through the whole video "
         "axis; writes a uint32 labels TIFF.",
+        epilog=EXIT_CODES,
+        formatter_class=_HelpFormatter,
     )
     segment.add_argument("stack", help="the stack as saved: .tif/.tiff or .npy")
     segment.add_argument("--session", required=True, help="the .sam2.json session file")
@@ -185,21 +216,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _exit_code(run: Callable[[], str]) -> int:
-    """Run a subcommand: 0 and its summary, 130 on Ctrl-C, 1 for a tracking failure (frames
-    done are written either way), 2 for bad input."""
+    """Run a subcommand: print its summary and return 0, or print one line
+    ``napari-sam2: error: ...`` (no traceback) and return the documented status (EXIT_CODES)."""
     try:
         summary = run()
-    except KeyboardInterrupt:
-        print("napari-sam2: interrupted; the frames finished so far were written", file=sys.stderr)
-        return 130
-    except TrackingError as exc:
-        print(f"napari-sam2: {exc}; the frames finished so far were written", file=sys.stderr)
-        return 1
+    except KeyboardInterrupt as exc:
+        return _fail(f"interrupted (Ctrl-C); {exc or 'nothing was written'}", 130)
+    except (TrackingError, RunFailedError, CheckpointDownloadError) as exc:
+        return _fail(str(exc), 1)
     except (ValueError, TypeError, OSError, ImportError) as exc:
-        print(f"napari-sam2: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc), 2)
     print(summary, file=sys.stderr)
     return 0
+
+
+def _fail(message: str, status: int) -> int:
+    """The one error line: a multi-line message (a checkpoint's key lists) is joined."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    print(f"napari-sam2: error: {'; '.join(lines) or 'failed'}", file=sys.stderr)
+    return status
 
 
 def _model(args: argparse.Namespace) -> ModelChoice:

@@ -5,8 +5,9 @@ only parses arguments), and so can a notebook or a cluster job: nothing here imp
 Qt or psygnal's Qt side. :func:`run_tracking` follows the cells of a seed image through the same
 engine as the napari widget (:class:`~napari_sam2.tracking.engine.CellTracker`) and writes
 labels, tracks, lineage, measurements, a Cell Tracking Challenge folder and a GEFF lineage
-graph; :func:`run_segment` replays a session saved from the segment widget
-(:func:`napari_sam2.replay.replay_session`) into a labels TIFF, frame by frame.
+graph; :func:`run_segment` (from :mod:`napari_sam2.replay`) replays a session saved from the
+segment widget into a labels TIFF, frame by frame. How inputs are read and outputs written
+so that nothing the user made is lost is :mod:`napari_sam2.safe_files`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -24,8 +26,17 @@ from napari_sam2.models import (
     TRACKING_OPTIONS,
     ModelChoice,
     default_model,
-    model_loader,
     resolve_hub_id,
+)
+from napari_sam2.replay import run_segment
+from napari_sam2.safe_files import (
+    partial_name,
+    publish,
+    read_stack,
+    refuse_outputs_over_inputs,
+    remove_path,
+    saying_kept,
+    write_csv,
 )
 from napari_sam2.tracking.engine import CellTracker
 from napari_sam2.tracking.geff_export import check_geff_path
@@ -35,6 +46,7 @@ from napari_sam2.tracking.proposals import EntryDetector
 from napari_sam2.tracking.results import FrameUpdate, TrackingError, TrackingResult
 
 if TYPE_CHECKING:
+    from napari_sam2.tracking.sources import SAM2MaskSource
     from sam2.precision import PrecisionChoice
     from sam2.sam2_video_predictor import SAM2VideoPredictor
 
@@ -57,59 +69,10 @@ OUTPUTS = (
     "lineage.geff",
     "tracking.json",
 )
+STAGING = ".napari-sam2-running"  # a run's outputs until it ends: then renamed into place
 
 
 # ---------------------------------------------------------------------------------- inputs
-def read_stack(path: str | os.PathLike[str], channel: int | None = None) -> Any:
-    """A (T, Y, X) array from a .tif/.tiff, .npy or .zarr (memory-mapped where possible).
-
-    A 2D image is a one-frame stack; of a (T, C, Y, X) stack, ``channel`` picks one (a single
-    channel needs no choice).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such file or folder: {path}")
-    suffix = path.suffix.lower()
-    array: Any
-    if suffix in (".tif", ".tiff"):
-        import tifffile
-
-        try:
-            array = tifffile.memmap(path, mode="r")
-        except ValueError:  # compressed or tiled: read it whole
-            array = tifffile.imread(path)
-    elif suffix == ".npy":
-        array = np.load(path, mmap_mode="r")
-    elif suffix == ".zarr" or (path / ".zarray").exists() or (path / "zarr.json").exists():
-        import zarr
-
-        array = zarr.open(str(path), mode="r")
-        if not hasattr(array, "shape"):
-            raise ValueError(
-                f"{path} is a zarr group, not an array; name the array inside it, e.g. {path}/0"
-            )
-    else:
-        raise ValueError(
-            f"unsupported file type {suffix or '(none)'!r} for {path.name}: expected a "
-            ".tif/.tiff stack, a .npy array or a .zarr array"
-        )
-    if array.ndim == 2:
-        return np.asarray(array)[None]
-    if array.ndim == 4:
-        if channel is None and array.shape[1] != 1:
-            raise ValueError(
-                f"{path.name} has shape {tuple(array.shape)}: {array.shape[1]} channels on axis "
-                "1; choose the one to track with --channel (0-based)"
-            )
-        index = 0 if channel is None else int(channel)
-        if not 0 <= index < array.shape[1]:
-            raise ValueError(f"channel {index} is out of range: {path.name} has {array.shape[1]}")
-        return array[:, index]
-    if channel is not None:
-        raise ValueError(f"--channel given, but {path.name} of shape {tuple(array.shape)} has none")
-    return array
-
-
 def model_choice(
     model: str | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
@@ -122,7 +85,20 @@ def model_choice(
     ``tiny`` or ``demo-cells``, or a local checkpoint file (``model`` is then ignored); None
     is :func:`~napari_sam2.models.default_model`. ``image_size`` overrides the model's input
     size (smaller is faster and coarser); ``precision`` "auto" runs bf16 only where the
-    hardware computes it."""
+    hardware computes it. A device torch does not know, or an input size the model cannot
+    take, is a ValueError now rather than a failure part-way through a run."""
+    if image_size is not None and (image_size <= 0 or image_size % 32):
+        raise ValueError(
+            f"--image-size {image_size}: SAM 2 needs a positive multiple of 32 (its 4-pixel "
+            "patches must tile its 8-patch windows), e.g. 256, 512 or 1024"
+        )
+    if device is not None:
+        import torch
+
+        try:
+            torch.device(device)
+        except RuntimeError as exc:
+            raise ValueError(f"--device {device!r} is not a device: {exc}") from None
     return ModelChoice(
         hub_id=None if checkpoint is not None else resolve_hub_id(model or default_model()),
         checkpoint=None if checkpoint is None else str(checkpoint),
@@ -169,14 +145,17 @@ def run_tracking(
 
     Writes ``labels.tif``, ``tracks.csv``, ``lineage.csv``, ``measurements.csv``, a ``ctc``
     folder, the lineage graph ``lineage.geff`` (GEFF) and ``tracking.json`` into ``out_dir``
-    (default: ``<stack>_tracking`` beside the stack). Frames finished before an error or
-    Ctrl-C are written too. ``progress`` is a stream for a one-line progress display (None:
-    silent). ``predictor`` skips loading a model; ``model`` None is :func:`model_choice`'s
-    default. ``fast`` tracks each cell in a window around where it was
-    (``sam2.video.options.WindowOptions``).
+    (default: ``<stack>_tracking`` beside the stack). Inputs, options and the model are
+    checked before anything is created, and the outputs are written in a hidden
+    ``.napari-sam2-running`` folder and renamed into place once all are complete, so a file
+    under one of these names is always a whole result. Frames finished before an error or
+    Ctrl-C are kept under ``*.partial.*`` names instead (``labels.partial.tif``, ...,
+    ``tracking.partial.json`` with ``"status": "failed"`` or ``"interrupted"``, the error and
+    the frame range), and earlier complete results are left as they were. ``progress`` is a
+    stream for a one-line progress display (None: silent). ``predictor`` skips loading a
+    model; ``model`` None is :func:`model_choice`'s default. ``fast`` tracks each cell in a
+    window around where it was (``sam2.video.options.WindowOptions``).
     """
-    import tifffile
-
     from napari_sam2.tracking.sources import sam2_mask_source
 
     frames = read_stack(stack, channel)
@@ -186,34 +165,91 @@ def run_tracking(
     params = params or TrackingParams()
     check_inputs(frames, seed_image, seed_frame)  # before the (slow) model load
     out = Path(out_dir) if out_dir is not None else default_out(stack)
-    _prepare_out(out, overwrite)
-    labels = tifffile.memmap(
-        out / "labels.tif", shape=tuple(frames.shape), dtype=np.uint32, photometric="minisblack"
-    )
-    if predictor is None:
+    _prepare_out(out, overwrite, {"the stack": Path(stack), "the seeds": Path(seeds)})
+    if predictor is None:  # a model that fails to load leaves nothing behind
         predictor = load_video_predictor(model, progress, fast=fast)
     source = sam2_mask_source(predictor, frames, entries=entries, contrast_limits=contrast_limits)
-    tracker = CellTracker(frames, seed_image, seed_frame, params, out=labels)
-    show = _ProgressLine(progress) if progress is not None else None
-    failure: BaseException | None = None
     try:
-        for update in tracker.run(source):
-            if show is not None:
-                show(update)
-    except TrackingError as exc:
-        failure = exc
-    except KeyboardInterrupt as exc:
-        failure = exc
+        track = _Track(frames, seed_image, seed_frame, params, model, fast)
+        return _track_into(out, track, source, progress)
     finally:
         source.close()
-    result = tracker.finish(stopped=failure is not None)
-    labels.flush()
-    _write_outputs(out, frames, labels, result, model, fast)
-    if show is not None:
-        show.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Track:
+    """What one tracking run works from (the arguments of :func:`run_tracking`, checked)."""
+
+    frames: Any
+    seeds: Any
+    seed_frame: int
+    params: TrackingParams
+    model: ModelChoice | None
+    fast: bool
+
+
+def _track_into(
+    out: Path, track: _Track, source: SAM2MaskSource, progress: IO[str] | None
+) -> TrackingResult:
+    """Track with the labels in ``out``'s staging folder, then publish the outputs: under
+    their names if the run completed, as ``*.partial.*`` if it stopped."""
+    import tifffile
+
+    frames, staging = track.frames, out / STAGING
+    remove_path(staging)  # a killed run's, discarded with --overwrite (_prepare_out)
+    staging.mkdir(parents=True)
+    show = _ProgressLine(progress) if progress is not None else None
+    tracker: CellTracker | None = None
+    failure: BaseException | None = None
+    try:
+        labels = tifffile.memmap(
+            staging / "labels.tif", shape=frames.shape, dtype=np.uint32, photometric="minisblack"
+        )
+        tracker = CellTracker(frames, track.seeds, track.seed_frame, track.params, out=labels)
+        try:
+            for update in tracker.run(source):
+                if show is not None:
+                    show(update)
+        except (TrackingError, KeyboardInterrupt) as exc:
+            failure = exc
+        result = tracker.finish(stopped=failure is not None)
+        labels.flush()
+        status = "complete" if failure is None else _status(failure)
+        _write_outputs(staging, frames, labels, result, track.model, track.fast, status, failure)
+    except BaseException as exc:  # writing failed, or a second Ctrl-C: keep the frames done
+        so_far = tracker.result() if tracker is not None else None
+        done = so_far is not None and so_far.last_frame >= so_far.first_frame
+        publish(staging, out, OUTPUTS, complete=False, keep=done)
+        error = _kept(exc, out, so_far if done else None)
+        if error is exc:
+            raise
+        raise error from exc
+    finally:
+        if show is not None:
+            show.close()
+    done = result.last_frame >= result.first_frame
+    publish(staging, out, OUTPUTS, complete=failure is None, keep=failure is None or done)
     if failure is not None:
-        raise failure
+        raise _kept(failure, out, result if done else None) from failure
     return result
+
+
+def _status(failure: BaseException) -> str:
+    return "interrupted" if isinstance(failure, KeyboardInterrupt) else "failed"
+
+
+def _kept(failure: BaseException, out: Path, result: TrackingResult | None) -> BaseException:
+    """``failure`` again, its message saying where the finished frames of ``result`` are
+    (None: no frame was finished, so nothing was kept)."""
+    kept = "nothing was written"
+    if result is not None:
+        kept = (
+            f"frames {result.first_frame}–{result.last_frame} are kept in {out} as "
+            "*.partial.* files (tracking.partial.json says why)"
+        )
+    if isinstance(failure, TrackingError):
+        return TrackingError(f"{failure}; {kept}", failure.result)
+    return saying_kept(failure, kept, "writing the results", any_kept=result is not None)
 
 
 def default_out(stack: str | os.PathLike[str]) -> Path:
@@ -222,9 +258,18 @@ def default_out(stack: str | os.PathLike[str]) -> Path:
     return path.with_name(f"{path.stem}_tracking")
 
 
-def _prepare_out(out: Path, overwrite: bool) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    existing = [name for name in OUTPUTS if (out / name).exists()]
+def _prepare_out(
+    out: Path, overwrite: bool, inputs: Mapping[str, Path | None] | None = None
+) -> None:
+    """Check ``out`` before any work; nothing is created or removed here. No output (nor its
+    partial name) may be an input; earlier results, complete or partial, need ``overwrite``
+    (and are replaced only when the new run publishes its own)."""
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file; the results need a folder")
+    written = [out / name for name in OUTPUTS]
+    ours = [*written, *(partial_name(p) for p in written), out / STAGING]
+    refuse_outputs_over_inputs(ours, inputs or {}, "--out folder")
+    existing = [p.name for p in ours if p.exists() or p.is_symlink()]
     if existing and not overwrite:
         raise FileExistsError(
             f"{out} already holds tracking results ({', '.join(existing)}); choose another "
@@ -232,8 +277,7 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
         )
     # a lineage.geff that is not ours is never replaced: say so now, not after the tracking
     check_geff_path(out / "lineage.geff", overwrite=True)
-    if (out / "labels.tif").exists():
-        (out / "labels.tif").unlink()
+    check_geff_path(partial_name(out / "lineage.geff"), overwrite=True)
 
 
 def _write_outputs(
@@ -243,7 +287,11 @@ def _write_outputs(
     result: TrackingResult,
     model: ModelChoice | None,
     fast: bool = False,
+    status: str = "complete",
+    failure: BaseException | None = None,
 ) -> None:
+    """Every output but the labels (already in ``out``) from ``result``; ``status`` and the
+    ``failure`` that stopped the run go into tracking.json."""
     from napari_sam2.tracking.ctc import write_ctc
     from napari_sam2.tracking.geff_export import write_geff
     from napari_sam2.tracking.measurements import write_measurements_csv
@@ -251,18 +299,20 @@ def _write_outputs(
 
     tracks = tracks_layer_data(labels, result.lineage)
     names = ["track_id", "t", *("zyx"[3 - (tracks.data.shape[1] - 2) :])]
-    _write_csv(
+    write_csv(
         out / "tracks.csv",
         [*names, "parent"],
         [[*_numbers(row), parent] for row, parent in zip(tracks.data, tracks.features["parent"])],
     )
     present = {int(i) for i in np.unique(tracks.data[:, 0])} if len(tracks.data) else set()
     rows = [list(r) for r in result.lineage.rows() if r[0] in present]
-    _write_csv(out / "lineage.csv", ["track_id", "start", "end", "parent"], rows)
+    write_csv(out / "lineage.csv", ["track_id", "start", "end", "parent"], rows)
     write_measurements_csv(out / "measurements.csv", labels, frames, result.lineage)
     if present:
         write_ctc(out / "ctc", labels, result.lineage, allow_empty_frames=True, overwrite=True)
     summary = {
+        "status": status,
+        "error": None if failure is None else str(failure) or type(failure).__name__,
         "frames": [result.first_frame, result.last_frame],
         "stopped": result.stopped,
         "tracks": len(present),
@@ -281,15 +331,6 @@ def _write_outputs(
 
 def _numbers(row: np.ndarray) -> list[Any]:
     return [int(row[0]), int(row[1]), *(round(float(v), 3) for v in row[2:])]
-
-
-def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
-    import csv
-
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
 
 
 class _ProgressLine:
@@ -319,64 +360,3 @@ class _ProgressLine:
         if self.open:
             self.stream.write("\n")
             self.stream.flush()
-
-
-# ---------------------------------------------------------------------------------- segment
-def run_segment(
-    stack: str | os.PathLike[str],
-    session: str | os.PathLike[str],
-    out: str | os.PathLike[str] | None = None,
-    *,
-    model: ModelChoice | None = None,
-    overwrite: bool = False,
-    progress: IO[str] | None = None,
-) -> Path:
-    """Replay a saved session's prompts on ``stack`` and write the labels as a TIFF.
-
-    The stack is read as saved (any number of leading axes); the labels file is written
-    frame by frame (a memory-mapped TIFF), so an interrupted run keeps the frames done.
-    """
-    import tifffile
-
-    from napari_sam2.prompts import load_prompts
-    from napari_sam2.replay import replay_session
-
-    saved = load_prompts(session)
-    path = Path(stack)
-    if not path.exists():
-        raise FileNotFoundError(f"no such file or folder: {path}")
-    data = np.load(path, mmap_mode="r") if path.suffix == ".npy" else tifffile.memmap(path)
-    if tuple(data.shape) != saved.image_shape:
-        raise ValueError(
-            f"{path.name} has shape {tuple(data.shape)} but {Path(session).name} was saved for "
-            f"{saved.image_shape}"
-        )
-    target = Path(out) if out else path.with_name(f"{path.stem}_sam2_labels.tif")
-    if target.exists() and not overwrite:
-        raise ValueError(f"{target} exists; use --overwrite to replace it")
-    loader = model_loader(model or model_choice())
-    loaded = loader()  # load before the output file is created, as before
-    if progress is not None:
-        progress.write(f"precision {loaded.precision_reason}\n")
-    labels = tifffile.memmap(target, shape=data.shape, dtype=np.uint32, photometric="minisblack")
-    if saved.labels is not None:
-        labels[...] = saved.labels
-        saved.labels = None
-    start = time.perf_counter()
-
-    def report(done: int, total: int) -> None:
-        if progress is not None:
-            per_frame = (time.perf_counter() - start) / done
-            progress.write(
-                f"\rsegmenting {done}/{total} frames · {per_frame:.1f} s/frame · "
-                f"ETA {per_frame * (total - done):.0f} s "
-            )
-            progress.flush()
-
-    try:
-        replay_session(data, saved, loader, out=labels, progress=report)
-    finally:
-        labels.flush()
-        if progress is not None:
-            progress.write("\n")
-    return target

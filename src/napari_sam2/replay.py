@@ -5,18 +5,34 @@ The same planning and the same worker body as the widget
 :class:`~napari_sam2.prompts.PromptSet`, so a session saved in napari and replayed on a cluster
 gives the widget's result and imports no napari at all. Every stack position with prompts is
 tracked through the whole video axis, in both directions from its first prompted frame.
+:func:`run_segment` is ``napari-sam2 segment``: files in, a labels TIFF out, written so that
+no input is touched and no half-done file gets the output's name.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
 from napari_sam2.layers import merge_mask
-from napari_sam2.models import ModelLoader
+from napari_sam2.models import ModelChoice, ModelLoader, model_loader
 from napari_sam2.prompts import PromptSet
+from napari_sam2.safe_files import (
+    check_new_file,
+    keep_partial_file,
+    move_into_place,
+    partial_name,
+    read_array,
+    remove_path,
+    running_name,
+    saying_kept,
+)
 from napari_sam2.segment.propagation import (
     FrameMasks,
     NoPromptsError,
@@ -25,7 +41,7 @@ from napari_sam2.segment.propagation import (
     run_propagation,
 )
 
-__all__ = ["replay_session"]
+__all__ = ["check_session_labels", "replay_session", "run_segment"]
 
 
 def replay_session(
@@ -55,6 +71,7 @@ def replay_session(
     axis = session.video_axis if session.video_axis is not None else (0 if n_leading else None)
     if axis is None:
         raise ValueError("a 2D image has no stack axis to propagate along")
+    check_session_labels(session, shape)
     labels = np.zeros(shape, np.uint32) if out is None else out
     if session.labels is not None:
         labels[...] = session.labels
@@ -97,3 +114,101 @@ def _limits(stack: Any) -> tuple[float, float]:
     widget always hold the limits the model saw)."""
     data = np.asarray(stack)
     return float(np.nanmin(data)), float(np.nanmax(data))
+
+
+def check_session_labels(
+    session: PromptSet, shape: tuple[int, ...], where: str = "the labels saved with the session"
+) -> None:
+    """ValueError unless the session's saved labels (if any) have the stack's ``shape``:
+    2D labels for a 3D stack would otherwise be broadcast into every frame. ``where`` names
+    the labels in the message."""
+    if session.labels is not None and tuple(session.labels.shape) != shape:
+        raise ValueError(
+            f"{where} have shape {tuple(session.labels.shape)}, but the stack has shape "
+            f"{shape}; they were saved for another image"
+        )
+
+
+# ---------------------------------------------------------------------------------- command
+def run_segment(
+    stack: str | os.PathLike[str],
+    session: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    model: ModelChoice | None = None,
+    overwrite: bool = False,
+    progress: IO[str] | None = None,
+) -> Path:
+    """Replay a saved session's prompts on ``stack`` and write the labels as a TIFF.
+
+    The stack is read as saved (any number of leading axes), read-only; the session's labels
+    must have its shape. The labels are written frame by frame into a hidden
+    ``.<name>.running.tif`` beside ``out``, renamed to ``out`` when the run completes; a run
+    stopped by an error or Ctrl-C keeps the frames done as ``<name>.partial.tif`` (an earlier
+    ``out`` stays as it was). No output may be, or link to, an input.
+    """
+    import tifffile
+
+    from napari_sam2.headless import model_choice
+    from napari_sam2.prompts import load_prompts
+
+    saved = load_prompts(session)
+    path = Path(stack)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file or folder: {path}")
+    data = read_array(path)
+    if tuple(data.shape) != saved.image_shape:
+        raise ValueError(
+            f"{path.name} has shape {tuple(data.shape)} but {Path(session).name} was saved for "
+            f"{saved.image_shape}"
+        )
+    labels_file = _session_labels(Path(session))
+    if labels_file is not None:
+        where = f"the labels of {Path(session).name} ({labels_file.name})"
+        check_session_labels(saved, tuple(data.shape), where)
+    target = Path(out) if out else path.with_name(f"{path.stem}_sam2_labels.tif")
+    inputs = {"the stack": path, "the session file": Path(session)}
+    check_new_file(target, {**inputs, "the session's labels": labels_file}, overwrite)
+    loader = model_loader(model or model_choice())
+    loaded = loader()  # load before any output file is created
+    if progress is not None:
+        progress.write(f"precision {loaded.precision_reason}\n")
+    running, labels = running_name(target), None
+    start, done = time.perf_counter(), [0, 0]
+
+    def report(finished: int, total: int) -> None:
+        done[:] = [finished, total]
+        if progress is not None:
+            per_frame = (time.perf_counter() - start) / finished
+            progress.write(
+                f"\rsegmenting {finished}/{total} frames · {per_frame:.1f} s/frame · "
+                f"ETA {per_frame * (total - finished):.0f} s "
+            )
+            progress.flush()
+
+    try:
+        labels = tifffile.memmap(
+            running, shape=data.shape, dtype=np.uint32, photometric="minisblack"
+        )
+        replay_session(data, saved, loader, out=labels, progress=report)
+        labels.flush()
+    except BaseException as exc:
+        if labels is not None:
+            labels.flush()
+        kept = keep_partial_file(running, target, *done)
+        error = saying_kept(exc, kept, "segmenting", any_kept=bool(done[0]))
+        if error is exc:
+            raise
+        raise error from exc
+    finally:
+        if progress is not None:
+            progress.write("\n")
+    move_into_place(running, target)
+    remove_path(partial_name(target))  # an earlier stopped run's, now superseded
+    return target
+
+
+def _session_labels(session: Path) -> Path | None:
+    """The labels file a session file names (load_prompts has read it, so it parses)."""
+    document = json.loads(session.read_text(encoding="utf-8"))
+    return session.with_name(str(document["labels"])) if document.get("labels") else None

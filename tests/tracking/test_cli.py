@@ -244,3 +244,69 @@ def test_track_the_sample_time_lapse_with_the_demo_model(
             ious.append((gt & tracked).sum() / (gt | tracked).sum())
     # measured: mean 0.859, worst 0.557 (the sample's cells touch; random weights lose them)
     assert np.mean(ious) >= 0.75 and np.min(ious) >= 0.4, np.round(ious, 2)
+
+
+def _damage_cut_in_frame_1(path: Path) -> None:
+    with tifffile.TiffFile(path) as tif:
+        cut = tif.pages[1].dataoffsets[0] + 10
+    path.write_bytes(path.read_bytes()[:cut])
+
+
+def _damage_cut_after_frame_1(path: Path) -> None:
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[1]
+        cut = page.dataoffsets[-1] + page.databytecounts[-1]
+    path.write_bytes(path.read_bytes()[:cut])
+
+
+def _damage_zeros_in_frame_2(path: Path) -> None:
+    with tifffile.TiffFile(path) as tif:
+        start = tif.pages[2].dataoffsets[0]
+    data = bytearray(path.read_bytes())
+    data[start + 2 : start + 40] = bytes(38)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("compression", "damage", "message"),
+    [
+        ("zlib", _damage_cut_in_frame_1, "damaged or truncated from frame 1 on"),
+        ("zlib", _damage_cut_after_frame_1, "damaged or truncated from frame 2 on"),
+        (None, _damage_cut_in_frame_1, "damaged or truncated from frame 1 on"),
+        ("zlib", _damage_zeros_in_frame_2, "frame 2 of .*a.tif cannot be decoded"),
+    ],
+    ids=["zlib-cut-in-frame-1", "zlib-cut-after-frame-1", "raw-cut-in-frame-1", "zlib-bad-bytes"],
+)
+def test_read_stack_refuses_a_damaged_multi_page_tiff(
+    tmp_path: Path, compression: str | None, damage: Any, message: str
+) -> None:
+    """A multi-page TIFF that is cut off or has an undecodable frame is refused, naming the
+    file and the frame, never read as the frames before it."""
+    stack = np.random.default_rng(0).integers(0, 1000, (4, 32, 40)).astype(np.uint16)
+    path = tmp_path / "a.tif"
+    tifffile.imwrite(path, stack, compression=compression, photometric="minisblack")
+    np.testing.assert_array_equal(np.asarray(read_stack(path)), stack)  # whole: read
+    damage(path)
+    with pytest.raises(ValueError, match=message):
+        read_stack(path)
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_read_stack_gives_read_only_arrays(tmp_path: Path, compression: str | None) -> None:
+    """Memory-mapped or decoded, a stack cannot be written through what read_stack gives."""
+    stack = np.arange(3 * 8 * 8, dtype=np.uint16).reshape(3, 8, 8)
+    tifffile.imwrite(tmp_path / "a.tif", stack, compression=compression, photometric="minisblack")
+    array = read_stack(tmp_path / "a.tif")
+    np.testing.assert_array_equal(array, stack)
+    with pytest.raises(ValueError, match="read-only"):
+        array[0, 0, 0] = 1
+
+
+def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--help`` of the command and of track and segment lists statuses 0, 1, 2 and 130."""
+    for argv in (["--help"], ["track", "--help"], ["segment", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        text = capsys.readouterr().out
+        assert "exit status:" in text and "130  interrupted" in text, argv
+        assert "  1    the run failed" in text and "  2    bad input" in text, argv

@@ -2,11 +2,17 @@
 
 Official files are ``torch.save({"model": state_dict})``. They are read with
 ``weights_only=True`` (a checkpoint must never run code); ``.safetensors`` files work too.
+Whatever goes wrong reading a file (truncated, not a checkpoint, code inside) is one
+:class:`CheckpointError` that names the file and what to do, never the reader's own error:
+callers (the widgets' workers) catch that one type, and torch's advice to pass
+``weights_only=False`` is exactly what must not be followed for a file of unknown origin.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -34,20 +40,16 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
     if path.suffix == ".safetensors":
-        try:
-            from safetensors.torch import load_file
-        except ImportError as exc:
-            raise CheckpointError(
-                f"{path.name} is a safetensors file; install it with `pip install safetensors`"
-            ) from exc
-        return load_file(str(path), device="cpu")
+        return _read_safetensors(path)
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, truncated downloads, code-carrying files
+    except pickle.UnpicklingError as exc:
+        raise _refused(path, str(exc)) from None  # from None: no weights_only=False advice
+    except Exception as exc:  # truncated downloads, files that are not checkpoints at all
         raise CheckpointError(
-            f"cannot read checkpoint {path} with torch.load(weights_only=True): {exc}. "
-            "Official SAM 2 checkpoints hold only tensors; re-download the file if it is "
-            "truncated."
+            f"cannot read checkpoint {path} with torch.load(weights_only=True): "
+            f"{type(exc).__name__}: {_first_sentence(str(exc))}. Official SAM 2 checkpoints "
+            "hold only tensors; the file may be incomplete: download or copy it again."
         ) from exc
     if isinstance(loaded, Mapping) and "model" in loaded and isinstance(loaded["model"], Mapping):
         loaded = loaded["model"]
@@ -57,6 +59,49 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
             "Meta's sam2*.pt files"
         )
     return dict(loaded)
+
+
+def _read_safetensors(path: Path) -> dict[str, Tensor]:
+    try:
+        from safetensors.torch import load_file
+    except ImportError as exc:
+        raise CheckpointError(
+            f"{path.name} is a safetensors file; install it with `pip install safetensors`"
+        ) from exc
+    try:  # SafetensorError is no OSError or ValueError: catch what the reader raises
+        return load_file(str(path), device="cpu")
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+    except Exception as exc:
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {exc} ({type(exc).__name__}). The file is not a "
+            "complete safetensors file (an interrupted download or copy?): download, copy or "
+            "export it again and choose it once more."
+        ) from exc
+
+
+def _refused(path: Path, message: str) -> CheckpointError:
+    """The error for a file ``torch.load(weights_only=True)`` would not unpickle."""
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
+    if found is None:  # not even a pickle of tensors: junk, or the wrong kind of file
+        detail = re.search(r"WeightsUnpickler error: \s*([^\n]+)", message)
+        reason = detail.group(1).strip() if detail else _first_sentence(message)
+        return CheckpointError(
+            f"cannot read checkpoint {path} with torch.load(weights_only=True): {reason}. "
+            "It is not a PyTorch checkpoint of tensors, or it is damaged: download or copy "
+            "it again."
+        )
+    return CheckpointError(
+        f"{path} was refused: besides tensors it stores the Python object {found.group(1)}, "
+        "and loading it would mean running code from the file. napari-sam2 reads only "
+        "checkpoints of tensors (torch.load with weights_only=True). Save just the weights "
+        "where the file is trusted, torch.save({'model': model.state_dict()}, path) or a "
+        ".safetensors file, and choose that file."
+    )
+
+
+def _first_sentence(message: str) -> str:
+    return message.strip().split(". ")[0].rstrip(".")
 
 
 def describe_trunk(state_dict: Mapping[str, Tensor]) -> str | None:

@@ -6,11 +6,18 @@ away (reading them as prompts is :mod:`napari_sam2.segment.layer_prompts`'s job)
 decides which pixels a mask may take without touching other objects; :class:`LabelsWriter`
 applies that with ``Labels.data_setitem`` so every write is one undo step, and the headless
 replay applies it to a numpy or memory-mapped array.
+
+Writing an object replaces its old pixels on the plane, which is only right for an object we
+made: an id a layer already holds for someone else's pixels (per-frame Cellpose ids, a cell
+painted by hand) would lose them. So each Labels layer remembers the ids napari-sam2 wrote
+into it (for as long as the layer lives), and :class:`LabelsWriter` refuses any other id the
+layer already holds with :class:`ForeignLabelError`, before writing anything.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import weakref
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +33,7 @@ __all__ = [
     "OBJECT_ID",
     "POLARITY",
     "POSITIVE_COLOR",
+    "ForeignLabelError",
     "LabelsWriter",
     "WriteResult",
     "merge_mask",
@@ -162,6 +170,14 @@ def merge_mask(
     return ys, xs, values, WriteResult(int(target.sum()), int((mask & ~target).sum()))
 
 
+class ForeignLabelError(ValueError):
+    """Object ids the output layer already holds for pixels napari-sam2 did not write."""
+
+
+#: The ids napari-sam2 wrote into (or loaded as a session into) each live Labels layer.
+_OURS: weakref.WeakKeyDictionary[Labels, set[int]] = weakref.WeakKeyDictionary()
+
+
 class LabelsWriter:
     """Writes one object's mask into one plane of a Labels layer.
 
@@ -169,10 +185,45 @@ class LabelsWriter:
     anything the user painted) survive. The object's old pixels on that plane are cleared
     first, and the whole change is a single ``data_setitem`` call: one step of the layer's
     undo history, and only the changed region is refreshed.
+
+    That clearing is why an id must be ours: the first write of an id the layer already
+    holds, but that napari-sam2 never wrote there, raises :class:`ForeignLabelError` instead
+    (nothing is written; the message gives a free id). Refusing beats quietly renumbering:
+    the user's prompts carry the id, and a mask under another id than the one chosen would be
+    as surprising as the erased pixels.
     """
 
     def __init__(self, layer: Labels) -> None:
         self.layer = layer
+
+    @property
+    def ours(self) -> set[int]:
+        """The ids napari-sam2 may rewrite in this layer (shared by every writer of it)."""
+        return _OURS.setdefault(self.layer, set())
+
+    def own(self, ids: Iterable[int]) -> None:
+        """Take ``ids`` as ours without a check: the labels of a session we saved."""
+        self.ours.update(int(i) for i in ids)
+
+    def claim(self, ids: Iterable[int]) -> None:
+        """Make ``ids`` ours if the layer does not hold them yet; else ForeignLabelError.
+
+        A propagation claims all its objects at once (one pass over the layer), so its
+        frames are never refused half-way.
+        """
+        new = sorted({int(i) for i in ids} - self.ours)
+        if not new:
+            return
+        taken = _present(self.layer.data, new)
+        if taken:
+            listed = ", ".join(map(str, taken[:10])) + (", …" if len(taken) > 10 else "")
+            raise ForeignLabelError(
+                f"Labels layer {self.layer.name!r} already holds object id(s) {listed} for "
+                "pixels napari-sam2 did not write (another tool's objects or ones painted by "
+                "hand); writing would erase them, so nothing was written. Press 'New object' "
+                f"for a free id ({self.max_id() + 1}) or choose a new output layer"
+            )
+        self.ours.update(new)
 
     def _check(self, plane: PlaneIndex, object_id: int) -> np.dtype[Any]:
         dtype = np.dtype(self.layer.data.dtype)
@@ -194,6 +245,7 @@ class LabelsWriter:
         """Make ``mask`` (H, W) bool the object's pixels on ``plane``, as one undo step."""
         plane = tuple(int(i) for i in plane)
         dtype = self._check(plane, object_id)
+        self.claim([object_id])
         current = np.asarray(self.layer.data[plane]).astype(dtype, copy=False)  # (H, W)
         try:
             ys, xs, values, result = merge_mask(current, mask, object_id)
@@ -203,9 +255,13 @@ class LabelsWriter:
         return result
 
     def clear(self, plane: Sequence[int], object_id: int) -> int:
-        """Remove the object from ``plane`` (one undo step); returns the pixels cleared."""
+        """Remove the object from ``plane`` (one undo step); returns the pixels cleared.
+
+        Like :meth:`write`, refuses an id whose pixels napari-sam2 did not write.
+        """
         plane = tuple(int(i) for i in plane)
         dtype = self._check(plane, object_id)
+        self.claim([object_id])
         current = np.asarray(self.layer.data[plane])
         ys, xs = np.nonzero(current == object_id)
         self._setitem(plane, ys, xs, np.zeros(ys.size, dtype=dtype))
@@ -223,3 +279,18 @@ class LabelsWriter:
         """The largest id in the layer, so a new object never reuses one."""
         data = self.layer.data
         return int(np.asarray(data.max())) if data.size else 0
+
+
+def _present(data: Any, ids: Sequence[int]) -> list[int]:
+    """Which of ``ids`` occur in ``data``, read one leading index at a time (bounded memory,
+    and lazy arrays are loaded piece by piece)."""
+    wanted = np.asarray(ids, dtype=np.int64)
+    found: set[int] = set()
+    pieces = (data[i] for i in range(data.shape[0])) if data.ndim > 2 else iter([data])
+    for piece in pieces:
+        values = np.asarray(piece)
+        hits = values[np.isin(values, wanted)]
+        found.update(int(v) for v in np.unique(hits))
+        if len(found) == len(wanted):
+            break
+    return sorted(found)

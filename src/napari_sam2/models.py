@@ -145,14 +145,29 @@ class ModelChoice:
 
 def model_loader(choice: ModelChoice) -> ModelLoader:
     """A thread-safe, load-once loader of ``choice``: nothing is loaded until it is first
-    called (in a worker thread), and every later call returns the same model."""
+    called (in a worker thread), and every later call returns the same model.
+
+    A checkpoint that cannot be read (:class:`~sam2.checkpoint.CheckpointError`) is not read
+    again either: later calls raise the same error at once, so no click or slice reloads a
+    broken file; picking the model again in the widget makes a new loader, which tries
+    again. Other failures (a download that timed out) are retried by the next call.
+    """
     lock = threading.Lock()
     loaded: list[LoadedModel] = []
+    failed: list[str] = []
 
     def load() -> LoadedModel:
+        from sam2.checkpoint import CheckpointError
+
         with lock:
+            if failed:
+                raise CheckpointError(failed[0])
             if not loaded:
-                loaded.append(choice.load())
+                try:
+                    loaded.append(choice.load())
+                except CheckpointError as exc:
+                    failed.append(str(exc))
+                    raise
             return loaded[0]
 
     return load

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ __all__ = [
     "FramePrompt",
     "Point",
     "PromptSet",
+    "SessionFilesExistError",
     "load_prompts",
     "save_prompts",
 ]
@@ -195,16 +197,36 @@ def _labels_path(path: Path) -> Path:
     return path.with_name(f"{name}.labels.tif")
 
 
-def save_prompts(prompts: PromptSet, path: str | os.PathLike[str]) -> Path:
+class SessionFilesExistError(FileExistsError):
+    """Files a session save would replace; ``paths`` lists them, so a widget can ask."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
+        names = " and ".join(p.name for p in paths)
+        super().__init__(
+            f"{names} already exist{'s' if len(paths) == 1 else ''} in {paths[0].parent}; "
+            "save under another name, or replace them (overwrite=True)"
+        )
+
+
+def save_prompts(
+    prompts: PromptSet, path: str | os.PathLike[str], *, overwrite: bool = False
+) -> Path:
     """Write the JSON file (and the labels TIFF beside it); returns the JSON path.
 
     Boxes of every plane (from a (y, x) box layer) are not saved: a session names planes.
+    An existing session or labels file of that name is only replaced with ``overwrite``
+    (else :class:`SessionFilesExistError`): ``<name>.labels.tif`` may well be someone's
+    corrected labels. Each file is written under a temporary name and renamed once whole, so
+    a failed save leaves the old files as they were.
     """
-    import tifffile
-
     path = Path(path)
     if not path.name.endswith(SUFFIX):
         path = path.with_name(path.name + SUFFIX)
+    labels_path = _labels_path(path) if prompts.labels is not None else None
+    existing = [p for p in (path, labels_path) if p is not None and p.exists()]
+    if existing and not overwrite:
+        raise SessionFilesExistError(existing)
     document: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
@@ -222,14 +244,35 @@ def save_prompts(prompts: PromptSet, path: str | os.PathLike[str]) -> Path:
             for b in prompts.boxes
             if b.plane is not None
         ],
-        "labels": None,
+        "labels": None if labels_path is None else labels_path.name,
     }
-    if prompts.labels is not None:
-        labels_path = _labels_path(path)
-        tifffile.imwrite(labels_path, prompts.labels, compression="zlib")
-        document["labels"] = labels_path.name
-    path.write_text(json.dumps(document, indent=1))
+    written: list[tuple[Path, Path]] = []  # (temporary, final)
+    try:
+        if labels_path is not None:
+            written.append((_temporary(labels_path), labels_path))
+            _write_tiff(written[-1][0], prompts.labels)
+        written.append((_temporary(path), path))
+        written[-1][0].write_text(json.dumps(document, indent=1), encoding="utf-8")
+        for temporary, final in written:  # the labels first: the JSON names them
+            os.replace(temporary, final)
+    finally:
+        for temporary, _ in written:
+            temporary.unlink(missing_ok=True)
     return path
+
+
+def _temporary(final: Path) -> Path:
+    """A new hidden file beside ``final`` (same folder: renaming it is atomic)."""
+    handle, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent)
+    os.close(handle)
+    return Path(name)
+
+
+def _write_tiff(path: Path, data: Any) -> None:
+    import tifffile
+
+    with open(path, "wb") as handle:  # a file object: the temporary name's suffix is not .tif
+        tifffile.imwrite(handle, data, compression="zlib")
 
 
 def load_prompts(path: str | os.PathLike[str]) -> PromptSet:

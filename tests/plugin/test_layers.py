@@ -217,6 +217,39 @@ def test_clear_removes_only_that_object() -> None:
     assert int((labels.data[0] == 3).sum()) == 36
 
 
+def test_an_id_of_someone_elses_pixels_is_refused() -> None:
+    """Per-frame Cellpose ids: writing id 1 on frame 1 would clear frame 1's own cell 1, so
+    it raises (naming a free id) and no pixel changes; clearing it is refused too."""
+    labels = Labels(np.zeros((2, 20, 30), np.uint32), name="cellpose")
+    labels.data[0, 0:4, 0:4] = 1
+    labels.data[1, 10:14, 20:24] = 1
+    labels.data[1, 0:2, 0:2] = 2
+    before = labels.data.copy()
+    writer = LabelsWriter(labels)
+    message = r"'cellpose' already holds object id\(s\) 1 for pixels napari-sam2 did not write"
+    with pytest.raises(ValueError, match=message + r".*free id \(3\)"):
+        writer.write((1,), 1, _square(5, 5))
+    with pytest.raises(ValueError, match=message):
+        writer.clear((0,), 1)
+    with pytest.raises(ValueError, match=r"id\(s\) 1, 2 for"):
+        writer.claim([1, 2, 3])
+    np.testing.assert_array_equal(labels.data, before)
+
+
+def test_ids_we_wrote_stay_ours_for_every_writer() -> None:
+    """An id napari-sam2 wrote (or loaded from its session) may be rewritten by any writer of
+    that layer, e.g. the propagation after the click."""
+    labels = Labels(np.zeros((2, 20, 30), np.uint32))
+    LabelsWriter(labels).write((0,), 4, _square(0, 0))
+    LabelsWriter(labels).write((1,), 4, _square(5, 5))
+    assert int((labels.data == 4).sum()) == 72
+    labels.data[1, 15:18, 0:3] = 8  # as a saved session's labels hold it
+    writer = LabelsWriter(labels)
+    writer.own([8])
+    writer.write((0,), 8, _square(10, 10))
+    assert int((labels.data[0] == 8).sum()) == 36 and int((labels.data[1] == 8).sum()) == 9
+
+
 @pytest.mark.parametrize(
     ("data", "object_id", "message"),
     [

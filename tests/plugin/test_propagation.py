@@ -181,6 +181,26 @@ def test_objects_of_a_labels_layer_are_mask_prompts(
     assert set(np.unique(output.data)) <= {0, 7, 9}
 
 
+def test_mask_prompts_into_a_layer_holding_their_ids_are_refused(
+    open_session: Callable[..., Session],
+) -> None:
+    """Cellpose ids are per frame: tracking cell 7 of frame 4 into that same layer would
+    erase frame 6's (other) cell 7, so the run does not start and nothing changes."""
+    session = open_session()
+    seeds = np.zeros((24, 256, 256), np.uint16)
+    seeds[4, 60:100, 60:100] = 7
+    seeds[6, 200:230, 10:40] = 7  # another cell, with the same per-frame id
+    user = session.viewer.add_labels(seeds.copy(), name="cellpose")
+    session.widget._labels_combo.set_layer(user)
+    session.widget._on_labels_changed()
+    session.viewer.dims.set_current_step(0, 4)
+    start = len(notification_manager.records)
+    assert session.controller.propagate(frame_range=(4, 8), mask_layer=user) is None
+    errors = errors_after(start)
+    assert any("'cellpose' already holds object id(s) 7 for pixels" in m for m in errors)
+    np.testing.assert_array_equal(user.data, seeds)
+
+
 def test_mask_layer_of_another_shape_is_refused(open_session: Callable[..., Session]) -> None:
     session = open_session()
     wrong = session.viewer.add_labels(np.zeros((24, 128, 128), np.uint8), name="small")

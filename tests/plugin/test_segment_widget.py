@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -179,6 +180,27 @@ def test_existing_labels_layer_only_gets_empty_pixels(
     assert set(np.unique(layer.data[:, 128:])) <= {0, 6}
 
 
+def test_a_typed_id_of_the_users_labels_is_refused(
+    open_session: Callable[..., Session],
+) -> None:
+    """Typing an id the chosen layer already holds (the user's object 5) and clicking is an
+    error notification that names a free id; object 5's pixels all stay."""
+    session = open_session("cells_2d")
+    user = np.zeros((256, 256), np.uint16)
+    user[:, :128] = 5
+    layer = session.viewer.add_labels(user.copy(), name="my labels")
+    session.widget._labels_combo.set_layer(layer)
+    session.widget._on_labels_changed()
+    session.widget._object_spin.setValue(5)
+    on_frame(session, 0)
+    start = len(notification_manager.records)
+    session.click(128, 130)
+    errors = errors_after(start)
+    assert any("already holds object id(s) 5" in m and "free id (6)" in m for m in errors)
+    np.testing.assert_array_equal(layer.data, user)
+    assert "already holds object id(s) 5" in session.widget._status_label.text()
+
+
 def test_contrast_limits_reach_the_model(
     open_session: Callable[..., Session], fast_predictor: Any
 ) -> None:
@@ -206,6 +228,40 @@ def test_contrast_limits_reach_the_model(
     image.contrast_limits = (0.0, 5000.0)
     session.click(100, 100)
     assert seen == [(300.0, 2000.0), (0.0, 5000.0)]
+
+
+def test_save_session_asks_before_replacing_the_labels_file(
+    open_session: Callable[..., Session], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An existing ``<name>.labels.tif`` is replaced only after a Yes to a question that
+    names it; after a No both files are as before."""
+    import tifffile
+    from qtpy.QtWidgets import QMessageBox
+
+    session = open_session("cells_2d")
+    on_frame(session, 0)
+    session.click(128, 128)
+    corrected = np.full((256, 256), 9, np.uint16)
+    tifffile.imwrite(tmp_path / "cells.labels.tif", corrected)
+    questions: list[str] = []
+    answer = QMessageBox.StandardButton.No
+
+    def ask(_parent: Any, _title: str, text: str) -> QMessageBox.StandardButton:
+        questions.append(text)
+        return answer
+
+    monkeypatch.setattr(QMessageBox, "question", ask)
+    session.widget._on_save_session(str(tmp_path / "cells"))
+    assert len(questions) == 1 and "cells.labels.tif" in questions[0]
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "cells.labels.tif"), corrected)
+    assert not (tmp_path / "cells.sam2.json").exists()
+    answer = QMessageBox.StandardButton.Yes
+    session.widget._on_save_session(str(tmp_path / "cells"))
+    assert len(questions) == 2
+    np.testing.assert_array_equal(
+        tifffile.imread(tmp_path / "cells.labels.tif"), session.labels.data
+    )
+    assert "saved 1 point(s)" in session.widget._status_label.text()
 
 
 # ---------------------------------------------------------------------- bad input
@@ -255,6 +311,47 @@ def test_prompt_layers_of_the_wrong_dimension_are_refused(
     assert any("'4d points' has 4 dimension(s)" in m for m in errors_after(start))
     assert session.controller.points_layer is None
     assert session.widget._points_combo.layer is None
+
+
+def test_truncated_safetensors_is_reported_once_not_reloaded(
+    open_session: Callable[..., Session], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cut-off .safetensors checkpoint is read once: one notification naming it (and the
+    status line), no reload loop, no re-read on the next click; picking it again retries."""
+    import torch
+    from safetensors.torch import save_file
+
+    import sam2.build_sam
+
+    path = tmp_path / "sam2.1_hiera_tiny.safetensors"
+    save_file({"w": torch.zeros(64, 64)}, str(path))
+    path.write_bytes(path.read_bytes()[:-100])
+    reads: list[str] = []
+    read = sam2.build_sam.read_state_dict
+
+    def counted(where: Any) -> Any:
+        reads.append(str(where))
+        return read(where)
+
+    monkeypatch.setattr(sam2.build_sam, "read_state_dict", counted)
+    session = open_session("cells_2d")
+    widget = session.widget
+    widget._checkpoint_edit.setText(str(path))
+    widget._model_combo.setCurrentText(LOCAL_CHECKPOINT)
+    start = len(notification_manager.records)
+    on_frame(session, 0)
+    session.qtbot.wait(1000)  # a reload loop would read the file again and again meanwhile
+    session.wait()
+    errors = errors_after(start)
+    assert reads == [str(path)]
+    assert len(errors) == 1 and "Could not load the SAM 2 model" in errors[0]
+    assert "sam2.1_hiera_tiny.safetensors: " in errors[0] and "download" in errors[0]
+    assert "Could not load the SAM 2 model" in widget._status_label.text()
+    session.click(128, 128)  # the next click reports it again, without reading the file
+    assert len(errors_after(start)) == 2 and reads == [str(path)]
+    widget._checkpoint_edit.editingFinished.emit()  # the user picks the file again
+    session.click(100, 100)
+    assert len(reads) == 2
 
 
 def test_missing_checkpoint_is_a_notification(open_session: Callable[..., Session]) -> None:

@@ -87,3 +87,24 @@ def test_bad_files_are_explained(image: Image, tmp_path: Path) -> None:
         prompt_layers(read_prompts(image, points), small)
     with pytest.raises(ValueError, match="Labels layer 'x' has shape"):
         read_prompts(image, labels=Labels(np.zeros((2, 2), np.uint8), name="x"))
+
+
+def test_saving_never_replaces_existing_files_unless_told(image: Image, tmp_path: Path) -> None:
+    """An existing ``<name>.labels.tif`` (e.g. corrected by hand) raises FileExistsError
+    naming it and stays as it was; ``overwrite=True`` replaces both files, leaving no
+    temporary file behind."""
+    import tifffile
+
+    points, shapes, labels = _layers(image)
+    session = read_prompts(image, points, shapes, labels=labels)
+    corrected = np.full((6, 40, 50), 9, np.uint16)
+    tifffile.imwrite(tmp_path / "s.labels.tif", corrected)
+    with pytest.raises(FileExistsError, match=r"^s\.labels\.tif already exists in "):
+        save_prompts(session, tmp_path / "s")
+    assert not (tmp_path / "s.sam2.json").exists()
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "s.labels.tif"), corrected)
+    path = save_prompts(session, tmp_path / "s", overwrite=True)
+    with pytest.raises(FileExistsError, match=r"s\.sam2\.json and s\.labels\.tif already"):
+        save_prompts(session, tmp_path / "s")
+    np.testing.assert_array_equal(load_prompts(path).labels, labels.data)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.labels.tif", "s.sam2.json"]

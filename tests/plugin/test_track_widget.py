@@ -501,6 +501,44 @@ def test_exports_ctc_folder_and_measurements(
     assert {int(r["track_id"]) for r in rows if r["parent"] == str(DIVIDING)} == daughters
 
 
+def test_ctc_export_never_replaces_masks_it_did_not_write(
+    open_tracking: Callable[..., Tracking],
+    timelapse: SyntheticTimelapse,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Exporting into a folder of Cellpose masks is an error notification (no Replace
+    question, the masks stay); our own earlier export is replaced after a Yes."""
+    import tifffile
+    from qtpy.QtWidgets import QMessageBox
+
+    tracking = open_tracking(timelapse)
+    tracking.follow_ground_truth(timelapse)
+    tracking.track()
+    tracking.wait()
+    questions: list[str] = []
+
+    def answer_yes(_parent: Any, _title: str, text: str) -> QMessageBox.StandardButton:
+        questions.append(text)
+        return QMessageBox.StandardButton.Yes
+
+    monkeypatch.setattr(QMessageBox, "question", answer_yes)
+    cellpose = tmp_path / "cellpose"
+    cellpose.mkdir()
+    tifffile.imwrite(cellpose / "mask000.tif", np.ones((128, 128), np.uint16))
+    before = (cellpose / "mask000.tif").read_bytes()
+    start = len(notification_manager.records)
+    tracking.widget._on_export_ctc(str(cellpose))
+    assert [m for m in errors_after(start) if "no napari-sam2 CTC export wrote" in m]
+    assert questions == [] and [p.name for p in cellpose.iterdir()] == ["mask000.tif"]
+    assert (cellpose / "mask000.tif").read_bytes() == before
+    ours = tmp_path / "ours"
+    tracking.widget._on_export_ctc(str(ours))
+    tracking.widget._on_export_ctc(str(ours))  # again: asks, and replaces after Yes
+    assert len(questions) == 1 and "exported by napari-sam2" in questions[0]
+    np.testing.assert_array_equal(read_ctc(ours).labels, tracking.labels.data)
+
+
 def _no_image(tracking: Tracking) -> None:
     """Open a time-lapse first"""
     tracking.viewer.layers.remove(tracking.image)

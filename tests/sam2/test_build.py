@@ -140,11 +140,27 @@ def test_unreadable_and_missing_checkpoints(tmp_path: Path) -> None:
 
 
 def test_code_carrying_checkpoint_is_refused(tmp_path: Path) -> None:
-    """A checkpoint holding an arbitrary Python object is not unpickled (weights_only)."""
+    """A checkpoint holding an arbitrary Python object is not unpickled, and the error says
+    so, naming the object, instead of relaying torch's advice to pass weights_only=False."""
     evil = tmp_path / "evil.pt"
     torch.save({"model": {"w": torch.zeros(1)}, "hook": Path("/")}, evil)
-    with pytest.raises(CheckpointError, match="weights_only=True"):
+    with pytest.raises(CheckpointError, match=r"refused: .* Python object pathlib\.") as caught:
         read_state_dict(evil)
+    assert "weights_only=False" not in str(caught.value)
+
+
+@pytest.mark.parametrize("cut", ["last bytes", "header only", "empty"])
+def test_damaged_safetensors_is_a_checkpoint_error(tmp_path: Path, cut: str) -> None:
+    """A truncated .safetensors file raises CheckpointError naming the file and the fix,
+    not safetensors' own SafetensorError (which no caller catches)."""
+    from safetensors.torch import save_file
+
+    path = tmp_path / "model.safetensors"
+    save_file({"w": torch.zeros(64, 64)}, str(path))
+    data = path.read_bytes()
+    path.write_bytes({"last bytes": data[:-100], "header only": data[:20], "empty": b""}[cut])
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: .*download, copy or export"):
+        read_state_dict(path)
 
 
 def test_safetensors_checkpoint_loads(tmp_path: Path) -> None:

@@ -13,12 +13,14 @@ import pytest
 
 from napari_sam2.tracking import (
     Lineage,
+    NotOurCTCError,
     TrackingParams,
     read_ctc,
     track_cells,
     write_ctc,
     write_ctc_labels,
 )
+from napari_sam2.tracking.ctc_folder import MARKER
 from sam2.synthetic import SyntheticTimelapse
 from sam2.synthetic_tracking import make_tracking_timelapse
 from tests.tracking.ground_truth import GroundTruthMaskSource, evaluate, write_gt_folder
@@ -177,6 +179,7 @@ def test_other_bad_exports(tmp_path: Path) -> None:
         write_ctc(tmp_path / "twice", labels)
     write_ctc(tmp_path / "twice", labels[:1], overwrite=True)
     assert sorted(p.name for p in (tmp_path / "twice").iterdir()) == [
+        MARKER,
         "mask000.tif",
         "res_track.txt",
     ]
@@ -242,3 +245,46 @@ def test_npe2_writer_without_lineage_writes_roots(tmp_path: Path) -> None:
     labels[2, 3, 3] = 2
     write_ctc_labels(str(tmp_path), labels, {"metadata": {}})
     assert (tmp_path / "res_track.txt").read_text() == "1 0 2 0\n2 2 2 0\n"
+
+
+def _cellpose_folder(folder: Path) -> dict[str, bytes]:
+    """A folder of masks no export of ours wrote (as Cellpose leaves them); their bytes."""
+    import tifffile
+
+    folder.mkdir()
+    for t in range(2):
+        tifffile.imwrite(folder / f"mask{t:03d}.tif", np.full((4, 4), t + 1, np.uint16))
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize("how", ["napari writer", "write_ctc overwrite"])
+def test_masks_of_another_origin_are_never_deleted(tmp_path: Path, how: str) -> None:
+    """Saving into a folder of Cellpose (or hand-corrected) masks raises NotOurCTCError
+    naming them, even when told to overwrite, and leaves every file as it was."""
+    folder = tmp_path / "01_RES"
+    before = _cellpose_folder(folder)
+    labels = np.ones((3, 4, 4), dtype=np.uint16)
+    with pytest.raises(NotOurCTCError, match=r"2 file\(s\) that no napari-sam2.*mask000\.tif"):
+        if how == "napari writer":
+            write_ctc_labels(str(folder), labels, {"metadata": {}})
+        else:
+            write_ctc(folder, labels, overwrite=True)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_overwrite_replaces_only_our_unchanged_export(tmp_path: Path) -> None:
+    """A re-export replaces our earlier files (fewer frames: the extra ones go too); once a
+    mask was edited by hand, the folder is refused and the edit kept."""
+    import tifffile
+
+    folder = tmp_path / "01_RES"
+    labels = np.ones((4, 4, 4), dtype=np.uint16)
+    write_ctc(folder, labels)
+    write_ctc_labels(str(folder), labels[:2], {"metadata": {}})  # the napari writer, again
+    assert sorted(p.name for p in folder.glob("mask*.tif")) == ["mask000.tif", "mask001.tif"]
+    corrected = np.full((4, 4), 7, np.uint16)
+    tifffile.imwrite(folder / "mask001.tif", corrected)
+    with pytest.raises(NotOurCTCError, match=r"\(mask001\.tif\)"):
+        write_ctc(folder, labels, overwrite=True)
+    np.testing.assert_array_equal(tifffile.imread(folder / "mask001.tif"), corrected)
+    assert (folder / "mask000.tif").exists() and (folder / "res_track.txt").exists()

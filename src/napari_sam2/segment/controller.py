@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from napari.utils.notifications import show_error
 
 from napari_sam2.axes import PlaneIndex, axis_name, describe_plane, plane_index
+from napari_sam2.layers import LabelsWriter
 from napari_sam2.models import ModelLoader
 from napari_sam2.segment.clicks import SliceSegmenter
 from napari_sam2.segment.image_layers import ImageLayers
@@ -143,6 +144,8 @@ class SegmentController(ImageLayers):
                 prompts, line, axis, direction, frame_range, skip, names, every_position
             )
             labels = self.ensure_labels_layer()
+            # every object at once: a run is never refused half-way by an id the layer holds
+            LabelsWriter(labels).claim({i for plan in plans for i in plan.prompts})
         except ValueError as exc:
             self._fail(str(exc))
             return None
@@ -186,17 +189,27 @@ class SegmentController(ImageLayers):
         except ValueError as exc:
             self._fail(str(exc))
             return
-        self.remove_prompts(plane, self.object_id)
         cleared = 0
         if self.labels_layer is not None and self.writer is not None:
-            cleared = self.writer.clear(plane, self.object_id)
+            try:
+                cleared = self.writer.clear(plane, self.object_id)
+            except ValueError as exc:  # an id of someone else's pixels: they stay
+                self._fail(str(exc))
+                return
+        self.remove_prompts(plane, self.object_id)
         self._clicks.forget(plane, self.object_id)
         where = describe_plane(self.image_layer, plane)
         self.state.status = f"object {self.object_id} cleared on {where} ({cleared} px)"
 
     # -------------------------------------------------------------- sessions
-    def save_session(self, path: str, video_axis: int | None = None) -> str:
-        """Save prompts, boxes and labels beside the data; returns the session file's path."""
+    def save_session(
+        self, path: str, video_axis: int | None = None, *, overwrite: bool = False
+    ) -> str:
+        """Save prompts, boxes and labels beside the data; returns the session file's path.
+
+        Existing files of that name are replaced only with ``overwrite``; otherwise
+        :class:`~napari_sam2.prompts.SessionFilesExistError` names them (the widget asks).
+        """
         from napari_sam2.prompts import save_prompts
 
         session = read_prompts(
@@ -206,7 +219,7 @@ class SegmentController(ImageLayers):
             labels=self.labels_layer,
             video_axis=video_axis,
         )
-        saved = save_prompts(session, path)
+        saved = save_prompts(session, path, overwrite=overwrite)
         n_boxes = sum(b.plane is not None for b in session.boxes)
         self.state.status = (
             f"saved {len(session.points)} point(s), {n_boxes} box(es) and "
@@ -230,6 +243,7 @@ class SegmentController(ImageLayers):
             self.shapes_layer = shapes
             if labels is not None:
                 self.labels_layer = labels
+                LabelsWriter(labels).own(session.object_ids)  # saved by us: ours to rewrite
         finally:
             self.live = live
         ids = session.object_ids

@@ -183,6 +183,7 @@ class EmbeddingCache:
             _progress={"desc": f"SAM 2: embedding {where}"},
         )
         worker.returned.connect(partial(self._on_embedded, key, self._factory))
+        worker.errored.connect(self._on_errored)
         worker.finished.connect(self._on_finished)
         self._worker = worker
         loading = "loading the model and " if self._loaded is None else ""
@@ -213,6 +214,12 @@ class EmbeddingCache:
         self.status.emit(message)
         for then in self._pending.pop(plane, []):
             then(embedded)
+
+    def _on_errored(self, exc: BaseException) -> None:
+        """An error no one expected (napari shows its traceback too): drop the queue, or
+        ``_on_finished`` would start the same failing work again, and again."""
+        self._pending.clear()
+        self.failed.emit(f"SAM 2 stopped on an unexpected error: {type(exc).__name__}: {exc}")
 
     def _on_finished(self) -> None:
         self._worker = None

@@ -16,9 +16,10 @@ from napari.utils.notifications import show_error
 
 from napari_sam2.axes import axis_name, layer_array, stack_axis
 from napari_sam2.models import ModelLoader
+from napari_sam2.prompts import SessionFilesExistError
 from napari_sam2.segment.controller import SegmentController
 from napari_sam2.segment.propagation import DIRECTIONS
-from napari_sam2.segment.session_dialogs import ask_open_path, ask_save_path
+from napari_sam2.segment.session_dialogs import ask_open_path, ask_save_path, confirm_replace
 from napari_sam2.segment.widget_layout import SegmentLayout
 
 if TYPE_CHECKING:
@@ -163,11 +164,17 @@ class SegmentWidget(SegmentLayout):
         if controller is None:
             return
         path = path or ask_save_path(self, controller.image_layer)
-        if path:
+        if not path:
+            return
+        axis = self._axis_combo.currentData()
+        try:
             try:
-                controller.save_session(path, self._axis_combo.currentData())
-            except (ValueError, OSError) as exc:
-                show_error(f"Could not save the session: {exc}")
+                controller.save_session(path, axis)
+            except SessionFilesExistError as exc:
+                if confirm_replace(self, exc.paths):
+                    controller.save_session(path, axis, overwrite=True)
+        except (ValueError, OSError) as exc:
+            show_error(f"Could not save the session: {exc}")
 
     def _on_open_session(self, path: str | None = None) -> None:
         controller = self._controller()

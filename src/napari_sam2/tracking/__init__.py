@@ -19,7 +19,7 @@ napari-free core (the widget and the command line drive the same code):
 Arrays are (T, Y, X) with T the video axis; ids in labels are track ids.
 """
 
-from napari_sam2.tracking.ctc import read_ctc, write_ctc, write_ctc_labels
+from napari_sam2.tracking.ctc import NotOurCTCError, read_ctc, write_ctc, write_ctc_labels
 from napari_sam2.tracking.editing import add_division, confirm_division, undo_division
 from napari_sam2.tracking.engine import CellTracker, track_cells
 from napari_sam2.tracking.lineage import (
@@ -57,6 +57,7 @@ __all__ = [
     "Lineage",
     "LineageEvent",
     "MaskSource",
+    "NotOurCTCError",
     "PromptSeed",
     "Proposer",
     "SAM2MaskSource",

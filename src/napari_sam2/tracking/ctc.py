@@ -12,6 +12,12 @@ The format's rules, checked here with errors that name the track and frame:
 Start and end frames are read from the labels themselves, so a lineage only contributes the
 parent links. A track that vanishes for a few frames is written, as the CTC prescribes, as a
 new track whose parent is the part before the gap (``on_gap="split"``).
+
+An export never deletes or replaces a file it did not write: it leaves a small marker
+(``.napari-sam2-ctc.json``, the name, size and time of every file written) and a later export
+replaces exactly those files, and only while they are unchanged. A folder holding anything
+else (a hand-corrected mask, Cellpose output, a result of another tool or of a version before
+the marker) is refused with :class:`NotOurCTCError`, whatever ``overwrite`` says.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +34,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from napari_sam2.tracking.ctc_folder import NotOurCTCError, check_folder, write_marker
 from napari_sam2.tracking.lineage import Lineage
 
 __all__ = [
     "CTCData",
     "CTCTrack",
+    "NotOurCTCError",
     "ctc_tracks",
     "parents_from_metadata",
     "read_ctc",
@@ -193,6 +203,12 @@ def write_ctc(
 
     ``parents`` is a :class:`Lineage`, ``{child: parent}`` (napari's ``{child: [parent]}``
     works too) or "L B E P" rows; start and end frames always come from the labels.
+
+    ``folder`` must be empty (or new) or hold an earlier export of ours: that one raises
+    FileExistsError unless ``overwrite``, which replaces exactly the files the marker lists.
+    Any other file in the folder (hidden ones aside) raises :class:`NotOurCTCError` and
+    nothing is written: mask files of another origin would mix with ours in the result.
+    The new files are written aside first, so a failed export leaves the old one in place.
     """
     shape = tuple(int(s) for s in labels.shape)
     if len(shape) not in (3, 4):
@@ -206,24 +222,30 @@ def write_ctc(
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    old = sorted(folder.glob("mask*.tif")) + [p for p in [folder / TRACK_FILE] if p.exists()]
-    if old and not overwrite:
-        raise FileExistsError(
-            f"{folder} already holds a CTC result ({old[0].name}, …); choose an empty folder "
-            "or pass overwrite=True"
-        )
-    for path in old:
-        path.unlink()
-    digits = max(3, len(str(shape[0] - 1)))
-    for t in range(shape[0]):
-        frame = np.asarray(labels[t]).astype(np.int64)
-        for before, after in relabel.get(t, {}).items():
-            frame[frame == before] = after
-        tifffile.imwrite(
-            folder / f"mask{t:0{digits}d}.tif", frame.astype(np.uint16), photometric="minisblack"
-        )
-    lines = [f"{t.label} {t.start} {t.end} {t.parent}" for t in tracks]
-    (folder / TRACK_FILE).write_text("\n".join(lines) + "\n")
+    old = check_folder(folder, overwrite)
+    staging = Path(tempfile.mkdtemp(prefix=".napari-sam2-ctc-", dir=folder))
+    try:
+        digits = max(3, len(str(shape[0] - 1)))
+        for t in range(shape[0]):
+            frame = np.asarray(labels[t]).astype(np.int64)
+            for before, after in relabel.get(t, {}).items():
+                frame[frame == before] = after
+            tifffile.imwrite(
+                staging / f"mask{t:0{digits}d}.tif",
+                frame.astype(np.uint16),
+                photometric="minisblack",
+            )
+        lines = [f"{t.label} {t.start} {t.end} {t.parent}" for t in tracks]
+        (staging / TRACK_FILE).write_text("\n".join(lines) + "\n")
+        old = check_folder(folder, overwrite)  # again: something may have appeared meanwhile
+        for path in old:
+            path.unlink(missing_ok=True)
+        written = sorted(staging.iterdir())
+        for path in written:
+            os.replace(path, folder / path.name)
+        write_marker(folder, [p.name for p in written])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return tracks
 
 
@@ -304,7 +326,9 @@ def write_ctc_labels(path: str, data: Any, attributes: dict[str, Any]) -> list[s
 
     The lineage comes from the layer's ``metadata["lineage"]``; without one every track is a
     root. Gaps are split into parent/child parts; empty frames are written (napari users may
-    track part of a stack) and are the only relaxation of the CTC rules.
+    track part of a stack) and are the only relaxation of the CTC rules. Saving again to the
+    same folder replaces our earlier export there; a folder with any other files (e.g. masks
+    from Cellpose or corrected by hand) raises :class:`NotOurCTCError` and is left as it is.
     """
     parents = parents_from_metadata(attributes.get("metadata"))
     tracks = write_ctc(path, data, parents, allow_empty_frames=True, overwrite=True)

@@ -232,9 +232,11 @@ class TrackingController:
     def export_ctc(self, folder: str | Path, overwrite: bool = False) -> None:
         """Write the tracked labels and lineage as a Cell Tracking Challenge folder.
 
-        Raises FileExistsError when ``folder`` already holds a result and not ``overwrite``.
+        Raises FileExistsError when ``folder`` already holds our earlier export and not
+        ``overwrite``; a folder with other files (another tool's masks, hand corrections) is
+        never written into, so that is an error notification.
         """
-        from napari_sam2.tracking.ctc import write_ctc
+        from napari_sam2.tracking.ctc import NotOurCTCError, write_ctc
 
         editable = self._editable()
         if editable is None:
@@ -244,6 +246,9 @@ class TrackingController:
             tracks = write_ctc(
                 folder, labels.data, lineage, allow_empty_frames=True, overwrite=overwrite
             )
+        except NotOurCTCError as exc:
+            show_error(f"Could not export the CTC folder: {exc}")
+            return
         except FileExistsError:
             raise
         except (ValueError, OSError) as exc:

@@ -39,6 +39,7 @@ from napari_sam2.safe_files import (
     write_csv,
 )
 from napari_sam2.tracking.engine import CellTracker
+from napari_sam2.tracking.ctc_folder import check_folder
 from napari_sam2.tracking.geff_export import check_geff_path
 from napari_sam2.tracking.inputs import check_inputs
 from napari_sam2.tracking.params import TrackingParams
@@ -278,6 +279,9 @@ def _prepare_out(
     # a lineage.geff that is not ours is never replaced: say so now, not after the tracking
     check_geff_path(out / "lineage.geff", overwrite=True)
     check_geff_path(partial_name(out / "lineage.geff"), overwrite=True)
+    for ctc in (out / "ctc", partial_name(out / "ctc")):  # nor a ctc folder with others' files
+        if ctc.is_dir() and not ctc.is_symlink():
+            check_folder(ctc, overwrite=True)
 
 
 def _write_outputs(

@@ -162,6 +162,21 @@ def test_track_refuses_an_out_folder_holding_an_input(
     assert hashes(tmp_path) == before
 
 
+def test_track_overwrite_keeps_files_we_did_not_write_in_the_ctc_folder(
+    tmp_path: Path, case: dict[str, Path], checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A results folder whose ``ctc`` holds a file no export of ours wrote (a hand-corrected
+    mask) is refused before tracking, with --overwrite too; the file stays."""
+    out = tmp_path / "results"
+    (out / "ctc").mkdir(parents=True)
+    (out / "ctc" / "mask000.tif").write_bytes(b"hand-corrected")
+    before = hashes(tmp_path)
+    status = main([*track(case, out, "--overwrite"), *model_args(checkpoint)])
+    line = one_error_line(capsys.readouterr().err)
+    assert status == 2 and "no napari-sam2 CTC export wrote" in line, line
+    assert hashes(tmp_path) == before
+
+
 # ------------------------------------------------------------------ 3: damaged stacks
 def truncated_stack(path: Path, keep_frames: int) -> np.ndarray:
     """A zlib-compressed (3, 64, 64) TIFF cut 10 bytes into frame ``keep_frames``'s data."""

@@ -38,8 +38,8 @@ from napari_sam2.safe_files import (
     saying_kept,
     write_csv,
 )
-from napari_sam2.tracking.engine import CellTracker
 from napari_sam2.tracking.ctc_folder import check_folder
+from napari_sam2.tracking.engine import CellTracker
 from napari_sam2.tracking.geff_export import check_geff_path
 from napari_sam2.tracking.inputs import check_inputs
 from napari_sam2.tracking.params import TrackingParams

@@ -129,7 +129,8 @@ def main() -> None:
         "others' cores",
     ]
     print(_table(headers, rows) + "\n")
-    print(_table(["variant", f"extra s per object per frame ({lo} → {hi})"], slopes))
+    if slopes:  # one object count has no slope
+        print(_table(["variant", f"extra s per object per frame ({lo} → {hi})"], slopes))
 
 
 if __name__ == "__main__":

@@ -14,8 +14,13 @@ def _as_float_array(value: Any, name: str) -> np.ndarray:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be numeric, got {value!r}") from exc
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
+    bad = ~np.isfinite(array)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{name} contains NaN or infinite values ({array[where]} at index {list(where)}); "
+            f"every entry of {name} must be a finite number"
+        )
     return array
 
 
@@ -24,28 +29,37 @@ def _bounds(hw: tuple[int, int], normalized: bool) -> tuple[float, float]:
 
 
 def validate_points(
-    coords: Any, labels: Any, hw: tuple[int, int], normalize_coords: bool = True
+    coords: Any,
+    labels: Any,
+    hw: tuple[int, int],
+    normalize_coords: bool = True,
+    *,
+    names: tuple[str, str] = ("point_coords", "point_labels"),
+    image: str = "the image given to set_image",
 ) -> tuple[np.ndarray, np.ndarray]:
     """(N, 2) or (B, N, 2) (x, y) points with (N,) or (B, N) labels in {1, 0, -1}.
 
     Points must lie inside the image of size ``hw`` (H, W) in pixels, or inside [0, 1] when
-    ``normalize_coords`` is False.
+    ``normalize_coords`` is False. ``names`` and ``image`` are how the caller's API calls the
+    two arguments and the picture, so that messages use the words the user typed.
     """
+    coords_name, labels_name = names
     if (coords is None) != (labels is None):
-        raise ValueError("point_coords and point_labels must be given together")
-    xy = _as_float_array(coords, "point_coords")
+        raise ValueError(f"{coords_name} and {labels_name} must be given together")
+    xy = _as_float_array(coords, coords_name)
     lab = np.asarray(labels)
     if xy.ndim not in (2, 3) or xy.shape[-1] != 2:
-        raise ValueError(f"point_coords must have shape (N, 2) or (B, N, 2), got {xy.shape}")
+        hint = "; one click is [[x, y]], not [x, y]" if xy.shape == (2,) else ""
+        raise ValueError(f"{coords_name} must have shape (N, 2) or (B, N, 2), got {xy.shape}{hint}")
     if lab.shape != xy.shape[:-1]:
         raise ValueError(
-            f"point_labels must have shape {xy.shape[:-1]} to match point_coords {xy.shape}, "
-            f"got {lab.shape}"
+            f"{labels_name} must have shape {xy.shape[:-1]} to match {coords_name} "
+            f"{xy.shape}, got {lab.shape}: one label per point"
         )
     if lab.size and not np.isin(lab, VALID_LABELS).all():
         bad = sorted(set(np.unique(lab).tolist()) - set(VALID_LABELS))
         raise ValueError(
-            f"point_labels must be 1 (positive), 0 (negative) or -1 (padding), got {bad}; "
+            f"{labels_name} must be 1 (positive), 0 (negative) or -1 (padding), got {bad}; "
             "pass boxes with box=[x0, y0, x1, y1]"
         )
     width, height = _bounds(hw, normalize_coords)
@@ -54,11 +68,13 @@ def validate_points(
     if outside.any():
         index = tuple(int(i) for i in np.argwhere(outside)[0])
         x, y = xy[index]
-        where = "[0, 1]²" if not normalize_coords else f"the image of size {hw[0]}×{hw[1]} (H×W)"
-        raise ValueError(
-            f"point {index[-1]} at (x={x:g}, y={y:g}) lies outside {where}; points are (x, y) "
-            "in pixels of the image given to set_image"
-        )
+        if normalize_coords:
+            where = f"{image} ({hw[0]}×{hw[1]} pixels, H×W)"
+            units = "points are (x, y) in pixels, x along the width"
+        else:
+            where = "[0, 1]²"
+            units = "with normalize_coords=False points are (x, y) in [0, 1]"
+        raise ValueError(f"point {index[-1]} at (x={x:g}, y={y:g}) lies outside {where}; {units}")
     return xy.astype(np.float32), lab.astype(np.int32)
 
 

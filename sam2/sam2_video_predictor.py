@@ -20,20 +20,26 @@ masks handed out are float32 either way.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Hashable, Iterator
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from sam2.modeling.sam2_model import SAM2Model
 from sam2.precision import Precision, PrecisionChoice
-from sam2.prompts import validate_box, validate_points
 from sam2.video.engine import FrameResult, VideoEngine
+from sam2.video.inputs import (
+    check_flag,
+    check_frame_mask,
+    check_obj_id,
+    check_span,
+    check_video_prompt,
+)
 from sam2.video.memory import FrameOutput
 from sam2.video.options import TrackingOptions, resolve_options
-from sam2.video.session import PointPrompt, VideoSession
+from sam2.video.session import PointPrompt, PropagationGuard, VideoSession
 
 
 class SAM2VideoPredictor:
@@ -114,8 +120,11 @@ class SAM2VideoPredictor:
         return session
 
     def reset_state(self, inference_state: VideoSession) -> None:
-        """Forget all objects, prompts and results (frames stay open)."""
-        inference_state.objects.clear()
+        """Forget all objects, prompts and results (frames stay open).
+
+        A propagation suspended at a yield raises a clear ``RuntimeError`` if resumed.
+        """
+        inference_state.reset()
 
     # ------------------------------------------------------------------ prompts
     @torch.inference_mode()
@@ -130,29 +139,25 @@ class SAM2VideoPredictor:
         normalize_coords: bool = True,
         box: Any = None,
     ) -> FrameResult:
-        """Click points (N, 2) (x, y) with labels (N,) 1/0, and/or a box [x0, y0, x1, y1]."""
+        """Click points (N, 2) (x, y) with labels (N,) 1/0, and/or a box [x0, y0, x1, y1].
+
+        Every argument is checked before the session changes, so a refused call leaves it
+        as it was.
+        """
         session = inference_state
         frame_idx = session.check_frame(frame_idx)
-        if (points is None) != (labels is None):
-            raise ValueError("points and labels must be provided together")
-        if points is None and box is None:
-            raise ValueError("give points with labels, a box, or both")
-        if box is not None and not clear_old_points:
-            raise ValueError(
-                "a box must come before any click: use clear_old_points=True with a box"
-            )
+        obj_id = check_obj_id(obj_id)
+        clear_old_points = check_flag(clear_old_points, "clear_old_points")
+        normalize_coords = check_flag(normalize_coords, "normalize_coords")
         hw = (session.video_height, session.video_width)
-        coords = np.zeros((0, 2), np.float32)  # (P, 2) (x, y)
-        labs = np.zeros((0,), np.int32)  # (P,)
-        if points is not None:
-            coords, labs = validate_points(
-                _as_numpy(points), _as_numpy(labels), hw, normalize_coords
-            )
-            coords, labs = coords.reshape(-1, 2), labs.reshape(-1)
-        if box is not None:  # a box is two corner clicks, labelled 2 and 3, before the points
-            corners = validate_box(_as_numpy(box), hw, normalize_coords).reshape(2, 2)
-            coords = np.concatenate([corners, coords])
-            labs = np.concatenate([np.array([2, 3], np.int32), labs])
+        coords, labs = check_video_prompt(  # (P, 2) (x, y), (P,); box corners first
+            points,
+            labels,
+            box,
+            hw,
+            normalize_coords=normalize_coords,
+            clear_old_points=clear_old_points,
+        )
         xy = torch.from_numpy(coords)[None]  # (1, P, 2), in [0, 1] or video pixels
         if normalize_coords:
             xy = xy / torch.tensor([session.video_width, session.video_height])
@@ -173,17 +178,9 @@ class SAM2VideoPredictor:
         """A (H, W) binary mask of the object on a frame (H, W = the video's size)."""
         session = inference_state
         frame_idx = session.check_frame(frame_idx)
-        array = _as_numpy(mask)
-        if array.ndim != 2:
-            raise ValueError(f"mask must be a 2D (H, W) array, got shape {array.shape}")
-        if array.shape != (session.video_height, session.video_width):
-            raise ValueError(
-                f"mask of shape {array.shape} does not match the video's frames "
-                f"({session.video_height}, {session.video_width})"
-            )
-        return self.engine.add_mask(
-            session, frame_idx, obj_id, torch.from_numpy(array.astype(bool))
-        )
+        obj_id = check_obj_id(obj_id)
+        array = check_frame_mask(mask, (session.video_height, session.video_width))
+        return self.engine.add_mask(session, frame_idx, obj_id, torch.from_numpy(array))
 
     # ------------------------------------------------------------------ propagation
     @torch.inference_mode()
@@ -204,10 +201,21 @@ class SAM2VideoPredictor:
         Forward runs from the earliest prompted frame (or ``start_frame_idx``) over up to
         ``max_frame_num_to_track + 1`` frames; reverse runs back towards frame 0. Stopping the
         iteration leaves the session valid: finished frames are kept and tracking can resume.
+        Editing the session between frames so that tracking cannot go on (``reset_state``, a
+        new object, no objects left) makes the next frame raise a ``RuntimeError`` that says so.
         """
-        yield from self.engine.propagate(
-            inference_state, start_frame_idx, max_frame_num_to_track, reverse
-        )
+        session = inference_state
+        start = start_frame_idx
+        if start is not None:
+            start = session.check_frame(start, "start_frame_idx")
+        span = check_span(max_frame_num_to_track)
+        frames = self.engine.propagate(session, start, span, check_flag(reverse, "reverse"))
+        guard: PropagationGuard | None = None
+        with contextlib.closing(frames):
+            for result in frames:
+                guard = guard or PropagationGuard(session)  # after preflight, before any edit
+                yield result
+                guard.check()  # the caller ran between frames: is the pass still valid?
 
     # ------------------------------------------------------------------ editing
     @torch.inference_mode()
@@ -221,7 +229,7 @@ class SAM2VideoPredictor:
         """Remove one object's prompts on a frame; a prompted frame becomes an ordinary one."""
         session = inference_state
         frame_idx = session.check_frame(frame_idx)
-        self.engine.clear_prompts(session, frame_idx, obj_id)
+        self.engine.clear_prompts(session, frame_idx, check_obj_id(obj_id))
         return self.engine.frame_result(session, frame_idx) if need_output else None
 
     @torch.inference_mode()
@@ -234,6 +242,7 @@ class SAM2VideoPredictor:
     ) -> tuple[list[Hashable], list[tuple[int, Tensor]]]:
         """Drop an object; returns the remaining ids and the frames whose output changed."""
         session = inference_state
+        obj_id = check_obj_id(obj_id)
         if obj_id not in session.objects:
             if strict:
                 raise RuntimeError(
@@ -242,12 +251,6 @@ class SAM2VideoPredictor:
             return session.obj_ids, []
         updated = self.engine.remove_object(session, obj_id, need_output)
         return session.obj_ids, updated
-
-
-def _as_numpy(value: Any) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    return np.asarray(value)
 
 
 __all__ = ["FrameOutput", "FrameResult", "SAM2VideoPredictor", "TrackingOptions", "VideoSession"]

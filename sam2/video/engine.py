@@ -21,7 +21,7 @@ Shapes: N objects, H×W the video's frames, S the model input size, h×w = S/4.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Hashable, Iterator
+from collections.abc import Generator, Hashable
 from typing import NamedTuple
 
 import torch
@@ -267,7 +267,7 @@ class VideoEngine:
         start: int | None = None,
         span: int | None = None,
         reverse: bool = False,
-    ) -> Iterator[FrameResult]:
+    ) -> Generator[FrameResult, None, None]:
         """Preflight, then track every object over ``span + 1`` frames from ``start``.
 
         ``start`` None: the earliest prompted frame; ``span`` None: to the end (or frame 0 in

@@ -16,10 +16,11 @@ from torch import Tensor
 
 from sam2.frames.base import FrameSource
 from sam2.video.features import FeatureCache
+from sam2.video.inputs import check_frame_index
 from sam2.video.memory import FrameOutput, MemoryBank
 from sam2.video.window import ObjectMotion
 
-__all__ = ["FrameSource", "ObjectState", "PointPrompt", "VideoSession"]
+__all__ = ["FrameSource", "ObjectState", "PointPrompt", "PropagationGuard", "VideoSession"]
 
 
 @dataclass
@@ -71,6 +72,7 @@ class VideoSession:
     objects: OrderedDict[Hashable, ObjectState] = field(default_factory=OrderedDict)
     maskmem_pos_enc: Tensor | None = None  # (1, 64, h', w'), the same for every memory
     features: FeatureCache = field(default_factory=FeatureCache)
+    resets: int = 0  # how many times reset_state ran: a propagation started before is stale
 
     @property
     def num_frames(self) -> int:
@@ -110,9 +112,53 @@ class VideoSession:
         if self.maskmem_pos_enc is None:
             self.maskmem_pos_enc = pos[0:1].clone()
 
-    def check_frame(self, frame_idx: int) -> int:
-        if not 0 <= int(frame_idx) < self.num_frames:
-            raise IndexError(
-                f"frame index {frame_idx} is out of range for a video of {self.num_frames} frames"
+    def check_frame(self, frame_idx: int, name: str = "frame_idx") -> int:
+        """``frame_idx`` as an int in range; floats, bools and strings are refused, not cast."""
+        return check_frame_index(frame_idx, self.num_frames, name)
+
+    def reset(self) -> None:
+        """Forget every object, and mark any suspended propagation as stale."""
+        self.objects.clear()
+        self.resets += 1
+
+
+class PropagationGuard:
+    """What a suspended ``propagate_in_video`` relies on, checked each time it resumes.
+
+    Between two frames the caller may edit the session. Clicks on a tracked object and
+    removing one of several objects are fine (the pass goes on with what is left), but after
+    ``reset_state``, removing every object, adding an object or clearing an object's last
+    prompt, the next frame has no memory to track from and would fail deep in torch; this
+    says what happened and what to do instead.
+    """
+
+    def __init__(self, session: VideoSession) -> None:
+        self.session = session
+        self.resets = session.resets
+        self.objects = dict(session.objects)  # id -> the very ObjectState being tracked
+
+    def check(self) -> None:
+        """Raise ``RuntimeError`` if the pass cannot go on; otherwise nothing."""
+        again = "add prompts and call propagate_in_video again"
+        session = self.session
+        if session.resets != self.resets:
+            raise RuntimeError(
+                "the session was reset (reset_state) while propagate_in_video was suspended, "
+                f"so this propagation cannot resume: {again}"
             )
-        return int(frame_idx)
+        if not session.objects:
+            raise RuntimeError(
+                f"every object was removed while propagate_in_video was suspended: {again}"
+            )
+        for obj_id, obj in session.objects.items():
+            if self.objects.get(obj_id) is not obj:
+                raise RuntimeError(
+                    f"object {obj_id!r} was added while propagate_in_video was suspended; it "
+                    "has no memory yet: call propagate_in_video again to track it"
+                )
+            if not obj.bank.conditioning_frames:
+                raise RuntimeError(
+                    f"object {obj_id!r} lost its prompts (clear_all_prompts_in_frame) while "
+                    "propagate_in_video was suspended, so it has nothing to track from: add a "
+                    "prompt for it (or remove it) and call propagate_in_video again"
+                )

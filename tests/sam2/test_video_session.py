@@ -8,18 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from sam2.build_sam import build_sam2_video_predictor
 from sam2.sam2_video_predictor import FrameResult, SAM2VideoPredictor
 from sam2.synthetic import make_timelapse
 
 
 @pytest.fixture(scope="module")
-def predictor() -> SAM2VideoPredictor:
-    """Random-weight tiny model at input size 256."""
-    torch.manual_seed(0)
-    return build_sam2_video_predictor(
-        "tiny", device="cpu", hydra_overrides_extra=["++model.image_size=256"]
-    )
+def predictor(video_predictor_256: SAM2VideoPredictor) -> SAM2VideoPredictor:
+    return video_predictor_256
 
 
 @pytest.fixture(scope="module")

@@ -501,6 +501,40 @@ def test_exports_ctc_folder_and_measurements(
     assert {int(r["track_id"]) for r in rows if r["parent"] == str(DIVIDING)} == daughters
 
 
+def test_exports_the_lineage_as_geff_and_asks_before_replacing_it(
+    open_tracking: Callable[..., Tracking],
+    timelapse: SyntheticTimelapse,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Export GEFF writes a graph geff's own reader accepts, with the division's two edges;
+    exporting again asks, and replaces the store only after a Yes."""
+    import geff
+    from qtpy.QtWidgets import QMessageBox
+
+    tracking = open_tracking(timelapse)
+    tracking.follow_ground_truth(timelapse)
+    tracking.track()
+    tracking.wait()
+    path = tmp_path / "lineage.geff"
+    tracking.widget._on_export_geff(str(path))
+    graph, _ = geff.read(str(path))
+    lineage = tracking.controller.lineage
+    assert lineage is not None
+    frames = tracking.labels.data
+    assert graph.number_of_nodes() == sum(len(np.unique(f)) - 1 for f in frames)
+    track_of = {node: graph.nodes[node]["track_id"] for node in graph.nodes}
+    links = {(track_of[a], track_of[b]) for a, b in graph.edges if track_of[a] != track_of[b]}
+    assert links == {(DIVIDING, d) for d in lineage.divisions[DIVIDING].daughters}
+    answers = [QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes]
+    monkeypatch.setattr(QMessageBox, "question", lambda *_: answers.pop(0))
+    before = path.stat().st_mtime_ns
+    tracking.widget._on_export_geff(str(path))  # No: left alone
+    assert path.stat().st_mtime_ns == before and len(answers) == 1
+    tracking.widget._on_export_geff(str(path))  # Yes: replaced
+    assert not answers and geff.read(str(path))[0].number_of_nodes() == graph.number_of_nodes()
+
+
 def test_ctc_export_never_replaces_masks_it_did_not_write(
     open_tracking: Callable[..., Tracking],
     timelapse: SyntheticTimelapse,

@@ -13,8 +13,9 @@ here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from napari.utils.notifications import show_error
 from psygnal import Signal
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from napari.layers import Image, Labels, Tracks
 
 __all__ = ["TrackingController"]
+
+T = TypeVar("T")
 
 
 class TrackingController:
@@ -236,25 +239,20 @@ class TrackingController:
         ``overwrite``; a folder with other files (another tool's masks, hand corrections) is
         never written into, so that is an error notification.
         """
-        from napari_sam2.tracking.ctc import NotOurCTCError, write_ctc
+        from napari_sam2.tracking.ctc import write_ctc
 
         editable = self._editable()
         if editable is None:
             return
         lineage, labels = editable
-        try:
-            tracks = write_ctc(
+        tracks = _exported(
+            "the CTC folder",
+            lambda: write_ctc(
                 folder, labels.data, lineage, allow_empty_frames=True, overwrite=overwrite
-            )
-        except NotOurCTCError as exc:
-            show_error(f"Could not export the CTC folder: {exc}")
-            return
-        except FileExistsError:
-            raise
-        except (ValueError, OSError) as exc:
-            show_error(f"Could not export the CTC folder: {exc}")
-            return
-        self.state.status = f"saved {len(tracks)} CTC track(s) to {folder}"
+            ),
+        )
+        if tracks is not None:
+            self.state.status = f"saved {len(tracks)} CTC track(s) to {folder}"
 
     def export_geff(self, path: str | Path, overwrite: bool = False) -> None:
         """Write the lineage as a GEFF graph: a node per cell and frame, edges along tracks.
@@ -262,21 +260,16 @@ class TrackingController:
         Raises FileExistsError when ``path`` already holds a GEFF store and not ``overwrite``;
         anything else at ``path`` is never replaced, so that is an error notification.
         """
-        from napari_sam2.tracking.geff_export import NotOurGeffError, write_geff
+        from napari_sam2.tracking.geff_export import write_geff
 
         editable = self._editable()
         if editable is None:
             return
         lineage, labels = editable
-        try:
-            summary = write_geff(path, labels.data, lineage, overwrite=overwrite)
-        except NotOurGeffError as exc:
-            show_error(f"Could not export the GEFF lineage: {exc}")
-            return
-        except FileExistsError:
-            raise
-        except (ValueError, OSError) as exc:
-            show_error(f"Could not export the GEFF lineage: {exc}")
+        summary = _exported(
+            "the GEFF lineage", lambda: write_geff(path, labels.data, lineage, overwrite=overwrite)
+        )
+        if summary is None:
             return
         self.state.status = (
             f"saved {summary.nodes} node(s) and {summary.edges} edge(s) of {summary.tracks} "
@@ -306,3 +299,21 @@ class TrackingController:
         if event.value is self.labels_layer and not self.running:
             self.labels_layer, self.lineage = None, None
             self.lineage_changed.emit()
+
+
+def _exported(what: str, write: Callable[[], T]) -> T | None:
+    """Run an export. What the user can fix (a folder holding others' files, bad data, a
+    disk error) is a notification and None; an earlier export of ours in the way is a
+    FileExistsError for the widget to ask about."""
+    from napari_sam2.tracking.ctc_folder import NotOurCTCError
+    from napari_sam2.tracking.geff_export import NotOurGeffError
+
+    try:
+        return write()
+    except (NotOurCTCError, NotOurGeffError) as exc:
+        show_error(f"Could not export {what}: {exc}")
+    except FileExistsError:
+        raise
+    except (ValueError, OSError) as exc:
+        show_error(f"Could not export {what}: {exc}")
+    return None

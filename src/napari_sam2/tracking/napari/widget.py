@@ -10,6 +10,8 @@ the handlers directly.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from napari.layers import Image, Labels
@@ -353,28 +355,25 @@ class TrackWidget(DockWidget):
     def _on_export_ctc(self, folder: str | None = None) -> None:
         if not folder:
             folder = QFileDialog.getExistingDirectory(self, "Export a CTC result folder")
-        if not folder:
-            return
-        try:
-            self._controller.export_ctc(folder)
-        except FileExistsError as exc:
-            answer = QMessageBox.question(self, "Replace CTC result?", f"{exc}\n\nReplace it?")
-            if answer == QMessageBox.StandardButton.Yes:
-                self._controller.export_ctc(folder, overwrite=True)
+        if folder:
+            self._export_asking("Replace CTC result?", partial(self._controller.export_ctc, folder))
 
     def _on_export_geff(self, path: str | None = None) -> None:
         if not path:
             path, _ = QFileDialog.getSaveFileName(
                 self, "Export the lineage as GEFF", "lineage.geff"
             )
-        if not path:
-            return
+        if path:
+            self._export_asking("Replace GEFF store?", partial(self._controller.export_geff, path))
+
+    def _export_asking(self, title: str, export: Callable[..., None]) -> None:
+        """Export; where an earlier export of ours is in the way, ask before replacing it."""
         try:
-            self._controller.export_geff(path)
+            export()
         except FileExistsError as exc:
-            answer = QMessageBox.question(self, "Replace GEFF store?", f"{exc}\n\nReplace it?")
+            answer = QMessageBox.question(self, title, f"{exc}\n\nReplace it?")
             if answer == QMessageBox.StandardButton.Yes:
-                self._controller.export_geff(path, overwrite=True)
+                export(overwrite=True)
 
     def _on_measurements(self, path: str | None = None) -> None:
         if not path:

@@ -163,16 +163,22 @@ def test_clear_object_empties_only_this_frame(open_session: Callable[..., Sessio
     assert session.points.data[:, 0].tolist() == [4.0]
 
 
-def test_existing_labels_layer_only_gets_empty_pixels(
-    open_session: Callable[..., Session],
-) -> None:
-    """Choosing a user's Labels layer starts a fresh id and leaves every labelled pixel as is."""
-    session = open_session("cells_2d")
+def _choose_users_labels(session: Session) -> tuple[Any, np.ndarray]:
+    """Add the user's Labels layer (object 5 on the left half) and choose it as output."""
     user = np.zeros((256, 256), np.uint16)
     user[:, :128] = 5
     layer = session.viewer.add_labels(user.copy(), name="my labels")
     session.widget._labels_combo.set_layer(layer)
     session.widget._on_labels_changed()
+    return layer, user
+
+
+def test_existing_labels_layer_only_gets_empty_pixels(
+    open_session: Callable[..., Session],
+) -> None:
+    """Choosing a user's Labels layer starts a fresh id and leaves every labelled pixel as is."""
+    session = open_session("cells_2d")
+    layer, user = _choose_users_labels(session)
     assert session.widget._object_spin.value() == 6
     on_frame(session, 0)
     session.click(128, 130)
@@ -186,11 +192,7 @@ def test_a_typed_id_of_the_users_labels_is_refused(
     """Typing an id the chosen layer already holds (the user's object 5) and clicking is an
     error notification that names a free id; object 5's pixels all stay."""
     session = open_session("cells_2d")
-    user = np.zeros((256, 256), np.uint16)
-    user[:, :128] = 5
-    layer = session.viewer.add_labels(user.copy(), name="my labels")
-    session.widget._labels_combo.set_layer(layer)
-    session.widget._on_labels_changed()
+    layer, user = _choose_users_labels(session)
     session.widget._object_spin.setValue(5)
     on_frame(session, 0)
     start = len(notification_manager.records)
